@@ -1,0 +1,1 @@
+"""ebseg_lite: a teachable re-implementation of EBSeg (CVPR 2024)."""
