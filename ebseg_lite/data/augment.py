@@ -1,0 +1,180 @@
+"""The official training augmentation (Mask2Former's semantic mapper, as EBSeg configures it).
+
+Order, as in the official config: resize so the short side is one of 320, 384, ..., 960 (long
+side capped at 2560) -> random 640x640 crop -> SSD-style colour jitter -> horizontal flip
+(p = 0.5) -> pad bottom/right to 640x640 with image value 128 and the label's ignore value.
+
+Every function is pure: it takes an explicit ``torch.Generator`` and returns new tensors, so the
+same seed gives the same sample. Images are (3, H, W) uint8 RGB, labels (H, W) int64.
+The official crop is ``RandomCrop_CategoryAreaConstraint`` with a single-category area limit of
+1.0, which never rejects a crop, so a plain uniform crop is the same thing.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+Pair = Tuple[torch.Tensor, torch.Tensor]  # image (3, H, W) uint8, label (H, W) int64
+
+#: Short sides sampled in training: [int(x * 0.1 * 640) for x in range(5, 16)] = 320..960.
+TRAIN_SHORT_SIDES = tuple(int(x * 0.1 * 640) for x in range(5, 16))
+TRAIN_MAX_SIZE = 2560
+CROP_SIZE = 640
+
+
+def _randint(n: int, gen: torch.Generator) -> int:
+    """Uniform integer in [0, n)."""
+    return int(torch.randint(n, (1,), generator=gen).item())
+
+
+def _uniform(lo: float, hi: float, gen: torch.Generator) -> float:
+    return lo + (hi - lo) * float(torch.rand((), generator=gen))
+
+
+def _coin(gen: torch.Generator) -> bool:
+    return _randint(2, gen) == 1
+
+
+def short_side_size(h: int, w: int, short: int, max_size: int) -> Tuple[int, int]:
+    """(new_h, new_w) with the short side ``short`` and the long side at most ``max_size``
+    (detectron2's ResizeShortestEdge rule, rounding half up)."""
+    scale = short / min(h, w)
+    new_h, new_w = h * scale, w * scale
+    if max(new_h, new_w) > max_size:
+        shrink = max_size / max(new_h, new_w)
+        new_h, new_w = new_h * shrink, new_w * shrink
+    return int(new_h + 0.5), int(new_w + 0.5)
+
+
+def resize_pair(image: torch.Tensor, label: torch.Tensor, size: Tuple[int, int]) -> Pair:
+    """Resize the image bilinearly (antialiased, like PIL) and the label by nearest neighbour."""
+    img = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False,
+                        antialias=True)[0]  # (3, h, w)
+    img = img.round().clamp(0, 255).to(torch.uint8)
+    lab = F.interpolate(label[None, None].double(), size=size, mode="nearest")[0, 0]  # (h, w)
+    return img, lab.long()
+
+
+def random_resize(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator, *,
+                  short_sides: Sequence[int] = TRAIN_SHORT_SIDES, max_size: int = TRAIN_MAX_SIZE) -> Pair:
+    """Resize to a short side drawn uniformly from ``short_sides``."""
+    short = short_sides[_randint(len(short_sides), gen)]
+    return resize_pair(image, label, short_side_size(image.shape[1], image.shape[2], short, max_size))
+
+
+def random_crop(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator, size: int = CROP_SIZE) -> Pair:
+    """A uniform ``size`` x ``size`` window (smaller where the image is smaller)."""
+    h, w = label.shape
+    ch, cw = min(size, h), min(size, w)
+    y0, x0 = _randint(h - ch + 1, gen), _randint(w - cw + 1, gen)
+    return image[:, y0:y0 + ch, x0:x0 + cw], label[y0:y0 + ch, x0:x0 + cw]
+
+
+def random_hflip(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> Pair:
+    """Mirror left-right with probability ``p``."""
+    if float(torch.rand((), generator=gen)) < p:
+        return image.flip(-1), label.flip(-1)
+    return image, label
+
+
+def pad_to(image: torch.Tensor, label: torch.Tensor, size: int = CROP_SIZE, *,
+           image_value: int = 128, ignore_value: int = 255) -> Pair:
+    """Pad bottom and right to ``size`` x ``size`` (image with ``image_value``, label with ignore)."""
+    ph, pw = size - label.shape[0], size - label.shape[1]
+    if ph < 0 or pw < 0:
+        raise ValueError(f"cannot pad a {tuple(label.shape)} map to {size}x{size}; crop it first")
+    return (F.pad(image, (0, pw, 0, ph), value=image_value),
+            F.pad(label, (0, pw, 0, ph), value=ignore_value))
+
+
+# --- SSD colour jitter (detectron2's ColorAugSSDTransform, rewritten on torch tensors) ------------
+# Each step applies with probability 1/2 and works on uint8 values, truncating like numpy's
+# astype(uint8); hue and saturation go through 8-bit HSV as OpenCV stores it (H in 0..179).
+
+def _affine(x: torch.Tensor, alpha: float = 1.0, beta: float = 0.0) -> torch.Tensor:
+    return (x.float() * alpha + beta).clamp(0, 255).to(torch.uint8)
+
+
+def rgb_to_hsv8(image: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) uint8 RGB -> (3, H, W) uint8 HSV with H in 0..179 (half degrees), S, V in 0..255."""
+    rgb = image.float()
+    v, _ = rgb.max(0)
+    mn, _ = rgb.min(0)
+    d = v - mn
+    safe_d, safe_v = d.clamp(min=1e-6), v.clamp(min=1e-6)
+    r, g, b = rgb
+    hue = torch.where(v == r, 60 * (g - b) / safe_d,
+                      torch.where(v == g, 120 + 60 * (b - r) / safe_d, 240 + 60 * (r - g) / safe_d))
+    hue = torch.where(d == 0, torch.zeros_like(hue), hue) % 360
+    s = torch.where(v == 0, torch.zeros_like(v), 255 * d / safe_v)
+    h8 = (hue / 2).round() % 180
+    return torch.stack([h8, s.round(), v]).to(torch.uint8)
+
+
+def hsv8_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``rgb_to_hsv8``: (3, H, W) uint8 HSV -> (3, H, W) uint8 RGB."""
+    h = hsv[0].float() * 2 / 60  # sector position in [0, 6)
+    s, v = hsv[1].float() / 255, hsv[2].float()
+    k = lambda n: (n + h) % 6  # noqa: E731  (the standard closed form of HSV -> RGB)
+    f = lambda n: v - v * s * (torch.minimum(k(n), 4 - k(n)).clamp(0, 1))  # noqa: E731
+    return torch.stack([f(5), f(3), f(1)]).round().clamp(0, 255).to(torch.uint8)
+
+
+def _saturation(image: torch.Tensor, alpha: float) -> torch.Tensor:
+    hsv = rgb_to_hsv8(image)
+    hsv[1] = _affine(hsv[1], alpha)
+    return hsv8_to_rgb(hsv)
+
+
+def _hue(image: torch.Tensor, delta: int) -> torch.Tensor:
+    hsv = rgb_to_hsv8(image)
+    hsv[0] = ((hsv[0].long() + delta) % 180).to(torch.uint8)
+    return hsv8_to_rgb(hsv)
+
+
+def color_jitter_ssd(image: torch.Tensor, gen: torch.Generator, *, brightness_delta: float = 32,
+                     contrast: Tuple[float, float] = (0.5, 1.5), saturation: Tuple[float, float] = (0.5, 1.5),
+                     hue_delta: int = 18) -> torch.Tensor:
+    """SSD photometric distortion: brightness, then contrast before or after saturation and hue.
+
+    Args:
+        image: (3, H, W) uint8 RGB.
+    Returns:
+        (3, H, W) uint8 RGB.
+    """
+    def bright(x):
+        return _affine(x, beta=_uniform(-brightness_delta, brightness_delta, gen)) if _coin(gen) else x
+
+    def contr(x):
+        return _affine(x, alpha=_uniform(*contrast, gen)) if _coin(gen) else x
+
+    def sat(x):
+        return _saturation(x, _uniform(*saturation, gen)) if _coin(gen) else x
+
+    def hue(x):
+        return _hue(x, int(torch.randint(-hue_delta, hue_delta + 1, (1,), generator=gen))) if _coin(gen) else x
+
+    image = bright(image)
+    steps = (contr, sat, hue) if _coin(gen) else (sat, hue, contr)
+    for step in steps:
+        image = step(image)
+    return image
+
+
+def train_augment(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator, *,
+                  ignore_value: int = 255, crop: int = CROP_SIZE) -> Pair:
+    """The whole official training pipeline on one sample.
+
+    Args:
+        image: (3, H, W) uint8 RGB.  label: (H, W) int64 raw ids.
+        gen: the random stream; the same seed gives the same output.
+    Returns:
+        image (3, crop, crop) uint8 and label (crop, crop) int64.
+    """
+    image, label = random_resize(image, label, gen)
+    image, label = random_crop(image, label, gen, crop)
+    image = color_jitter_ssd(image, gen)
+    image, label = random_hflip(image, label, gen)
+    return pad_to(image, label, crop, ignore_value=ignore_value)
