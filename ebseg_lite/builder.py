@@ -1,0 +1,134 @@
+"""``build_model``: presets, open_clip and segment-anything weights, devices.
+
+Weights never come from a hard-coded path:
+* CLIP: an open_clip pretrained tag (``"openai"``), a local open_clip checkpoint file, or an
+  ``"hf-hub:org/repo"`` name (open_clip's own loaders, so its caches and formats apply).
+* SAM: ``sam_checkpoint=`` or the environment variable ``EBSEG_SAM_CHECKPOINT``.
+Offline, a weight that cannot be found raises :class:`WeightsUnavailable` saying what to
+download and where to put it.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import warnings
+from typing import Any, Optional, Tuple
+
+import open_clip
+import torch
+from torch import nn
+
+from .config import EBSegConfig, get_preset
+from .model import EBSeg
+from .sam_features import build_sam_encoder
+from .weights import load_sam_checkpoint
+
+SAM_ENV = "EBSEG_SAM_CHECKPOINT"
+SAM_URLS = {768: "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"}
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights are needed but cannot be found (typically: offline)."""
+
+
+def resolve_device(device: Optional[str] = None) -> torch.device:
+    """"auto"/None -> cuda, else mps, else cpu; otherwise the named device (checked)."""
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here; use device='cpu'")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} requested but Apple MPS is not available here; use device='cpu'")
+    return dev
+
+
+def build_clip(cfg, pretrained: Optional[str]) -> Tuple[nn.Module, Any]:
+    """An open_clip CLIP model and its tokenizer."""
+    if cfg.custom_cfg is not None:
+        mcfg = copy.deepcopy(cfg.custom_cfg)
+        mcfg["quick_gelu"] = cfg.quick_gelu
+        model = open_clip.CLIP(**mcfg)
+        tok = open_clip.SimpleTokenizer(context_length=mcfg["text_cfg"].get("context_length", 77))
+        if pretrained:
+            if not os.path.isfile(pretrained):
+                raise WeightsUnavailable(f"CLIP weights file {pretrained!r} not found; the {cfg.model_name} "
+                                         "CLIP takes a local open_clip checkpoint (.safetensors or .pt state dict)")
+            open_clip.load_checkpoint(model, pretrained, strict=True, weights_only=True)
+        return model, tok
+    try:
+        if pretrained and pretrained.startswith("hf-hub:"):
+            model = open_clip.create_model(pretrained)
+            return model, open_clip.get_tokenizer(pretrained)
+        model = open_clip.create_model(cfg.model_name, pretrained=pretrained, force_quick_gelu=cfg.quick_gelu)
+    except Exception as e:
+        if pretrained is None:
+            raise
+        where = "the Hugging Face cache (HF_HOME, default ~/.cache/huggingface)"
+        raise WeightsUnavailable(
+            f"could not load CLIP weights {pretrained!r} for {cfg.model_name} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]}). Offline? On a machine with internet run\n"
+            f"    python -c \"import open_clip; open_clip.create_model('{cfg.model_name}', pretrained='{pretrained}')\"\n"
+            f"and copy {where} here, or pass clip_pretrained='/path/to/open_clip_checkpoint.safetensors'.") from None
+    return model, open_clip.get_tokenizer(cfg.model_name)
+
+
+def build_sam(cfg, checkpoint: Optional[str]) -> nn.Module:
+    enc = build_sam_encoder(cfg)
+    path = checkpoint or cfg.checkpoint or os.environ.get(SAM_ENV)
+    if path:
+        if not os.path.isfile(path):
+            url = SAM_URLS.get(cfg.embed_dim, "the segment-anything README")
+            raise WeightsUnavailable(
+                f"SAM checkpoint not found at {path!r}. Download sam_vit_b_01ec64.pth from {url} "
+                f"and pass sam_checkpoint='/path/to/sam_vit_b_01ec64.pth' or set {SAM_ENV}.")
+        load_sam_checkpoint(enc, path)
+    return enc
+
+
+def _apply_overrides(cfg: EBSegConfig, overrides: dict) -> EBSegConfig:
+    for key, val in overrides.items():
+        if key in ("clip", "sam", "decoder", "inference") and isinstance(val, dict):
+            setattr(cfg, key, dataclasses.replace(getattr(cfg, key), **val))
+        elif hasattr(cfg, key):
+            setattr(cfg, key, val)
+        else:
+            raise TypeError(f"unknown override {key!r}; use clip={{...}}, sam={{...}}, decoder={{...}}, "
+                            f"inference={{...}} or a field of EBSegConfig")
+    return cfg
+
+
+def build_model(preset: str = "tiny", *, clip_pretrained: Optional[str] = None, sam_checkpoint: Optional[str] = None,
+                checkpoint: Optional[str] = None, device: Optional[str] = "cpu", seed: Optional[int] = 0,
+                **overrides) -> EBSeg:
+    """Build EBSeg at a preset ("tiny", "vit_b", "vit_l").
+
+    Args:
+        clip_pretrained: open_clip tag ("openai"), local file, or "hf-hub:org/repo".
+        sam_checkpoint: path to sam_vit_b_01ec64.pth (else env EBSEG_SAM_CHECKPOINT).
+        checkpoint: ebseg_lite weights or an official EBSeg checkpoint (EBSeg_base.pth).
+        device: "cpu", "cuda", "mps" or "auto".
+        seed: seeds the random initialisation (None leaves the global RNG alone).
+        overrides: e.g. ``inference={"balancing": "paper"}`` or ``decoder={"num_queries": 50}``.
+    """
+    cfg = _apply_overrides(get_preset(preset), overrides)
+    if seed is not None:
+        torch.manual_seed(seed)
+    clip_pretrained = clip_pretrained or cfg.clip.pretrained
+    clip_model, tok = build_clip(cfg.clip, clip_pretrained)
+    cfg.clip.pretrained = clip_pretrained
+    sam = build_sam(cfg.sam, sam_checkpoint)
+    model = EBSeg(cfg, clip_model, tok, sam)
+    if checkpoint:
+        from .weights import load_checkpoint
+        load_checkpoint(model, checkpoint)
+    elif preset != "tiny" and not (clip_pretrained and (sam_checkpoint or cfg.sam.checkpoint or os.environ.get(SAM_ENV))):
+        warnings.warn(f"{preset}: built with random weights for CLIP and/or SAM and an untrained decoder; "
+                      "predictions are meaningless. Pass checkpoint='EBSeg_base.pth' (official weights) or "
+                      "clip_pretrained='openai' and sam_checkpoint=... before training.", stacklevel=2)
+    return model.to(resolve_device(device)).eval()
