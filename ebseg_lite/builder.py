@@ -17,12 +17,13 @@ from typing import Any, Optional, Tuple
 
 import open_clip
 import torch
+from open_clip.pretrained import download_pretrained_from_hf
 from torch import nn
 
 from .config import EBSegConfig, get_preset
 from .model import EBSeg
 from .sam_features import build_sam_encoder
-from .weights import load_sam_checkpoint
+from .weights import CheckpointError, load_sam_checkpoint, read_state_dict
 
 SAM_ENV = "EBSEG_SAM_CHECKPOINT"
 SAM_URLS = {768: "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"}
@@ -48,8 +49,59 @@ def resolve_device(device: Optional[str] = None) -> torch.device:
     return dev
 
 
+def _clip_unavailable(cfg, pretrained: str, e: Exception) -> WeightsUnavailable:
+    """Say what to download, how, and where the cache lives."""
+    try:
+        from huggingface_hub import constants
+        where = f"the Hugging Face hub cache ({constants.HF_HUB_CACHE}; set HF_HOME or HF_HUB_CACHE to move it)"
+    except ImportError:  # pragma: no cover - huggingface_hub is a dependency
+        where = "the Hugging Face hub cache (HF_HOME, default ~/.cache/huggingface)"
+    call = (f"open_clip.create_model('{pretrained}')" if pretrained.startswith("hf-hub:")
+            else f"open_clip.create_model('{cfg.model_name}', pretrained='{pretrained}')")
+    detail = str(e).splitlines()[0][:200] if str(e) else ""
+    return WeightsUnavailable(
+        f"could not load CLIP weights {pretrained!r} for {cfg.model_name} ({type(e).__name__}: {detail}). "
+        f"Offline? On a machine with internet run\n    python -c \"import open_clip; {call}\"\n"
+        f"and copy {where} here, or pass clip_pretrained='/path/to/open_clip_checkpoint.safetensors'.")
+
+
+def _refuse_pickled_code(path: str) -> None:
+    """open_clip retries ``torch.load`` *without* ``weights_only`` when the safe load raises a
+    TypeError, and before torch 2.6 that unpickles anything; so a pickle is read by our strict
+    reader first (it raises :class:`CheckpointError` and never falls back)."""
+    if not str(path).endswith(".safetensors"):
+        read_state_dict(path)
+
+
+def _load_clip_file(model: nn.Module, path: str) -> None:
+    """A local open_clip checkpoint (open_clip's loader: safetensors or torch.load(weights_only=True))."""
+    _refuse_pickled_code(path)
+    try:
+        open_clip.load_checkpoint(model, path, strict=True, weights_only=True)
+    except Exception as e:
+        detail = " ".join(str(e).split())[:400]  # torch lists the mismatched keys on later lines
+        raise CheckpointError(f"could not load CLIP weights from {path}: corrupt, unsafe (pickled code) or made "
+                              f"for another CLIP architecture ({type(e).__name__}: {detail})") from None
+
+
 def build_clip(cfg, pretrained: Optional[str]) -> Tuple[nn.Module, Any]:
-    """An open_clip CLIP model and its tokenizer."""
+    """An open_clip CLIP model and its tokenizer.
+
+    ``"hf-hub:org/repo"`` always goes through open_clip (the repo's ``open_clip_config.json``
+    decides the architecture, even for the tiny preset); missing weights there are an error,
+    never a silently random CLIP.
+    """
+    if pretrained and pretrained.startswith("hf-hub:"):
+        try:  # the same file open_clip will load (cached after this call)
+            weights = download_pretrained_from_hf(pretrained[len("hf-hub:"):])
+        except Exception as e:
+            raise _clip_unavailable(cfg, pretrained, e) from None
+        _refuse_pickled_code(weights)
+        try:
+            model = open_clip.create_model(pretrained, require_pretrained=True)
+            return model, open_clip.get_tokenizer(pretrained)
+        except Exception as e:
+            raise _clip_unavailable(cfg, pretrained, e) from None
     if cfg.custom_cfg is not None:
         mcfg = copy.deepcopy(cfg.custom_cfg)
         mcfg["quick_gelu"] = cfg.quick_gelu
@@ -58,23 +110,20 @@ def build_clip(cfg, pretrained: Optional[str]) -> Tuple[nn.Module, Any]:
         if pretrained:
             if not os.path.isfile(pretrained):
                 raise WeightsUnavailable(f"CLIP weights file {pretrained!r} not found; the {cfg.model_name} "
-                                         "CLIP takes a local open_clip checkpoint (.safetensors or .pt state dict)")
-            open_clip.load_checkpoint(model, pretrained, strict=True, weights_only=True)
+                                         "CLIP takes a local open_clip checkpoint (.safetensors or .pt state dict) "
+                                         "or an 'hf-hub:org/repo' name")
+            _load_clip_file(model, pretrained)
         return model, tok
+    if pretrained and os.path.isfile(pretrained):  # a local file: errors are about the file, not the network
+        model = open_clip.create_model(cfg.model_name, force_quick_gelu=cfg.quick_gelu)
+        _load_clip_file(model, pretrained)
+        return model, open_clip.get_tokenizer(cfg.model_name)
     try:
-        if pretrained and pretrained.startswith("hf-hub:"):
-            model = open_clip.create_model(pretrained)
-            return model, open_clip.get_tokenizer(pretrained)
         model = open_clip.create_model(cfg.model_name, pretrained=pretrained, force_quick_gelu=cfg.quick_gelu)
     except Exception as e:
         if pretrained is None:
             raise
-        where = "the Hugging Face cache (HF_HOME, default ~/.cache/huggingface)"
-        raise WeightsUnavailable(
-            f"could not load CLIP weights {pretrained!r} for {cfg.model_name} ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:200]}). Offline? On a machine with internet run\n"
-            f"    python -c \"import open_clip; open_clip.create_model('{cfg.model_name}', pretrained='{pretrained}')\"\n"
-            f"and copy {where} here, or pass clip_pretrained='/path/to/open_clip_checkpoint.safetensors'.") from None
+        raise _clip_unavailable(cfg, pretrained, e) from None
     return model, open_clip.get_tokenizer(cfg.model_name)
 
 

@@ -23,6 +23,13 @@ class CheckpointError(RuntimeError):
     """A weights file is missing, unreadable, unsafe or does not fit the model."""
 
 
+def _new_file_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file (0o666 less the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` then move the file onto ``path`` atomically."""
     path = Path(path)
@@ -33,6 +40,7 @@ def atomic_write(path, write: Callable[[str], None]) -> Path:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _new_file_mode())  # mkstemp makes 0600; a checkpoint should get the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -53,10 +61,17 @@ def read_state_dict(path) -> Dict[str, torch.Tensor]:
         else:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"refused to load {path}: it contains pickled objects other than tensors (possibly code). "
-            "ebseg_lite only loads plain weights (torch.load(weights_only=True)); re-save it as a state dict "
-            f"or as .safetensors. Detail: {str(e).splitlines()[0]}") from None
+        # torch's message starts with advice to retry with weights_only=False; never pass that on.
+        # Only a pickle that names a global (a class or function) is "code"; anything else (an HTML
+        # page, a Git LFS pointer, zeros) is simply not a checkpoint.
+        lines = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "global" in ln]
+        if lines:
+            raise CheckpointError(
+                f"refused to load {path}: it contains pickled objects other than tensors (possibly code). "
+                "ebseg_lite only loads plain weights (torch.load(weights_only=True)); re-save it as a state "
+                f"dict or as .safetensors. Detail: {lines[0]}") from None
+        raise CheckpointError(f"could not read weights from {path}: the file is corrupt, truncated or not a "
+                              "checkpoint (not a valid torch.save file)") from None
     except Exception as e:  # truncated zip, wrong format, ...
         raise CheckpointError(f"could not read weights from {path}: the file is corrupt, truncated or not a "
                               f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
@@ -87,10 +102,12 @@ def load_sam_checkpoint(encoder: nn.Module, path) -> None:
     own = encoder.state_dict()
     check_shapes(own, sd, f"SAM checkpoint {path}")
     missing = sorted(set(own) - set(sd))
-    if missing:
-        raise CheckpointError(f"SAM checkpoint {path} lacks {len(missing)} image-encoder weights, e.g. {missing[:3]}; "
+    unexpected = sorted(set(sd) - set(own))  # e.g. blocks 12.. of a deeper SAM (ViT-L/H) would be dropped
+    if missing or unexpected:
+        raise CheckpointError(f"SAM checkpoint {path} does not fit this image encoder: {len(missing)} weights missing "
+                              f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}); "
                               "is it a SAM ViT-B checkpoint (sam_vit_b_01ec64.pth)?")
-    encoder.load_state_dict(sd, strict=False)
+    encoder.load_state_dict(sd, strict=True)
 
 
 def save_checkpoint(model: nn.Module, path, *, trainable_only: bool = False,
@@ -140,4 +157,7 @@ def load_checkpoint(model: nn.Module, path, *, strict: bool = True) -> Dict[str,
         raise CheckpointError(f"checkpoint {path} does not match the model: {len(missing)} missing keys "
                               f"{missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}")
     model.load_state_dict(sd, strict=False)
+    cache = getattr(model, "_text_cache", None)
+    if cache is not None:  # text embeddings made with the old CLIP weights are stale now
+        cache.clear()
     return {"missing": missing, "unexpected": unexpected}
