@@ -1,6 +1,7 @@
 """ebseg_lite: a teachable re-implementation of EBSeg (CVPR 2024, open-vocabulary semantic
 segmentation with image embedding balancing) on open_clip and segment-anything."""
 from .attn_bias import build_attn_bias, folded_per_head_bias, per_head_bias, pool_bias
+from .api import get_model, segment
 from .balance import balance, balance_embeddings, semantic_inference
 from .builder import WeightsUnavailable, build_model, resolve_device
 from .clip_dense import dense_clip_features, resize_pos_embed
