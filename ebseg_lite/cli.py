@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("download", help="fetch the released EBSeg checkpoint (needs internet)")
     g.add_argument("--preset", default="vit_b", choices=["vit_b", "vit_l"])
     g.set_defaults(func=cmd_download)
+    from .evaluate import add_parser as add_eval
+    add_eval(sub)
     b = sub.add_parser("benchmark", help="time each inference stage (random weights)")
     b.add_argument("--preset", default="vit_b", choices=["tiny", "vit_b", "vit_l"])
     b.add_argument("--size", type=int, default=640)
@@ -140,7 +142,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (WeightsUnavailable, CheckpointError, FileNotFoundError, ValueError) as e:
+    except (WeightsUnavailable, CheckpointError, FileNotFoundError, ValueError, KeyError) as e:
         print(f"ebseg-lite: error: {e}", file=sys.stderr)
         return 2
 
