@@ -18,7 +18,6 @@ import colorsys
 import hashlib
 import os
 import pathlib
-import tempfile
 from typing import List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
@@ -27,6 +26,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from .image_io import load_image
+from .weights import atomic_write
 
 _SATURATIONS = (0.6, 0.8, 1.0)
 _VALUES = (0.72, 0.86, 1.0)
@@ -166,19 +166,8 @@ def save_overlay(path: Union[str, os.PathLike], image, labels, class_names: Sequ
     The PNG goes to a temporary file in the same folder first and is then moved over ``path`` with
     ``os.replace``, so a reader never sees a half-written file. Returns the path.
     """
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     picture = overlay(image, labels, class_names, **kwargs)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            picture.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"))
 
 
 def _as_matrix(m) -> np.ndarray:
