@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_download)
     from .evaluate import add_parser as add_eval
     add_eval(sub)
+    from .train.cli import add_parser as add_train
+    add_train(sub)
     b = sub.add_parser("benchmark", help="time each inference stage (random weights)")
     b.add_argument("--preset", default="vit_b", choices=["tiny", "vit_b", "vit_l"])
     b.add_argument("--size", type=int, default=640)

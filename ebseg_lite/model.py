@@ -101,29 +101,51 @@ class EBSeg(nn.Module):
         clip_in = F.interpolate(clip_in, scale_factor=self.cfg.clip.input_scale, mode="bilinear", align_corners=False)
         return clip_in, sam_in
 
-    def forward_features(self, images: torch.Tensor, *, inference: bool = True) -> Dict[str, object]:
+    def frozen_features(self, images: torch.Tensor, *, inference: bool = True) -> Dict[str, object]:
+        """The two frozen encoders (stage 1 before fusion): dense CLIP and multi-scale SAM.
+
+        Their weights never train; only the two positional embeddings may (see ``freeze_encoders``).
+        When those are frozen too, this output is a pure function of the image and a training run
+        may cache it (``ebseg_lite.train.feature_cache``).
+
+        Returns:
+            {"dense": ClipDense (Surgery stream only at inference), "sam": {"res2".."res5": (B, E, h_s, w_s)},
+             "padded_size": (Hp, Wp)}.
+        """
+        cfg = self.cfg
+        clip_in, sam_in = self.preprocess(images)
+        dense = clip_dense.dense_clip_features(self.clip.visual, clip_in, feature_blocks=tuple(cfg.clip.feature_blocks),
+                                               surgery=inference, surgery_start=cfg.clip.surgery_start)
+        sam = sam_features.sam_multiscale_features(self.sam, sam_in, global_attn_indexes=cfg.sam.global_attn_indexes,
+                                                   scales=cfg.sam.scales)
+        return {"dense": dense, "sam": sam, "padded_size": tuple(sam_in.shape[-2:])}
+
+    def forward_features(self, images: Optional[torch.Tensor] = None, *, inference: bool = True,
+                         frozen: Optional[Dict[str, object]] = None) -> Dict[str, object]:
         """All stages on a batch. Inference: one bias, one head run (B and F_clip), D.
         Training: the bias and B for every decoder output, no Surgery stream, no D.
 
         Args:
-            images: (B, 3, H, W) uint8 (or float 0..255).
+            images: (B, 3, H, W) uint8 (or float 0..255); may be None when ``frozen`` is given.
+            frozen: precomputed ``frozen_features(images)`` (a feature cache) instead of running the encoders.
         Returns:
             dict with "dense", "sam", "fused", "mask_features", "decoder" and, at inference,
             "B", "F_clip", "D", "attn_bias_pooled"; in training "B_per_layer".
         """
         cfg = self.cfg
-        clip_in, sam_in = self.preprocess(images)
+        if frozen is None:
+            if images is None:
+                raise ValueError("forward_features needs images or precomputed frozen features")
+            frozen = self.frozen_features(images, inference=inference)
+        dense, sam = frozen["dense"], frozen["sam"]
         visual = self.clip.visual
         blocks = tuple(cfg.clip.feature_blocks)
-        dense = clip_dense.dense_clip_features(visual, clip_in, feature_blocks=blocks, surgery=inference,
-                                               surgery_start=cfg.clip.surgery_start)
-        sam = sam_features.sam_multiscale_features(self.sam, sam_in, global_attn_indexes=cfg.sam.global_attn_indexes,
-                                                   scales=cfg.sam.scales)
         fused = self.fusion(sam, [dense.feats[b] for b in blocks])
         with torch.autocast(device_type=self.device.type, enabled=False):  # as the official pixel decoder
-            mask_features, memories = self.pixel_decoder(fused)
+            mask_features, memories = self.pixel_decoder({k: v.float() for k, v in fused.items()})
         dec = self.decoder(memories, mask_features, bias_for="last" if inference else "all")
-        out = {"padded_size": tuple(sam_in.shape[-2:]), "dense": dense, "sam": sam, "fused": fused, "mask_features": mask_features, "decoder": dec}
+        out = {"padded_size": frozen["padded_size"], "dense": dense, "sam": sam, "fused": fused,
+               "mask_features": mask_features, "decoder": dec}
         head = dict(start_block=blocks[-1], surgery_bias=cfg.inference.surgery_bias)
         if inference:
             pooled = pool_bias(dec.attn_bias[-1], dense.grid, "max")
@@ -134,6 +156,10 @@ class EBSeg(nn.Module):
                                                                      surgery=False, **head)[0]
                                   for b in dec.attn_bias]
         return out
+
+    def forward(self, images: Optional[torch.Tensor] = None, frozen: Optional[Dict[str, object]] = None):
+        """Training forward (what DistributedDataParallel calls): ``forward_features(inference=False)``."""
+        return self.forward_features(images, inference=False, frozen=frozen)
 
     @torch.no_grad()
     def encode(self, image, *, keep_intermediates: bool = True, resize: bool = True,

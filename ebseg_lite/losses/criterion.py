@@ -120,7 +120,7 @@ def mask_point_losses(
         indices: B pairs (pred_idx, tgt_idx) from the matcher.
         num_masks: normaliser (see ``num_masks_normaliser``).
         num_points, oversample_ratio, importance_sample_ratio: PointRend sampling (official 12544, 3.0, 0.75).
-        generator: optional torch.Generator for the point draws.
+        generator: optional torch.Generator for the point draws, or a list of B (one per image).
 
     Returns:
         (bce, dice): two () scalars, each summed over matched masks and divided by ``num_masks``.
@@ -129,10 +129,13 @@ def mask_point_losses(
     pred = mask_logits[batch.to(mask_logits.device), query.to(mask_logits.device)]  # (R, Hm, Wm)
     with torch.no_grad():
         gt = _matched_target_masks(targets, indices, pred)  # (R, H', W')
-        points = uncertain_points(
-            pred, num_points, oversample_ratio=oversample_ratio,
-            importance_sample_ratio=importance_sample_ratio, generator=generator,
-        )  # (R, P, 2)
+        kw = dict(oversample_ratio=oversample_ratio, importance_sample_ratio=importance_sample_ratio)
+        if isinstance(generator, (list, tuple)):  # one generator per image: draws independent of the batch split
+            counts = [len(p) for p, _ in indices]
+            points = torch.cat([uncertain_points(chunk, num_points, generator=g, **kw)
+                                for chunk, g in zip(pred.split(counts), generator)])
+        else:
+            points = uncertain_points(pred, num_points, generator=generator, **kw)  # (R, P, 2)
         gt_points = point_sample(gt, points)  # (R, P)
     pred_points = point_sample(pred, points).float()  # (R, P)
     gt_points = gt_points.float()
@@ -229,7 +232,10 @@ class EBSegCriterion(nn.Module):
             outputs: per decoder output, dicts with ``logits_A`` (B, N, K+1), ``logits_B`` (B, N, K+1)
                 (optional) and ``masks`` (B, N, Hm, Wm); the last entry is the final output.
             targets: B dicts with ``labels`` (M,) long and ``masks`` (M, H', W'); M may be 0.
-            generator: optional torch.Generator for all random points (reproducible losses).
+            generator: optional torch.Generator for all random points (reproducible losses), or a
+                list of B generators, one per image: each image's draws then do not depend on which
+                other images share its batch (so two processes with half the batch each draw the same
+                points as one process with the whole batch).
 
         Returns:
             ``CriterionOutput(losses, weighted, total, indices)``.

@@ -94,13 +94,15 @@ def hungarian_match(
         targets: B dicts with ``labels`` (M,) long and ``masks`` (M, H', W') bool or float; M may be 0.
         cost_class, cost_mask, cost_dice: weights of the cost terms (official: 2, 5, 5).
         num_points: points for the mask terms (official: 12544).
-        generator: optional torch.Generator for the random points (one draw of (1, P, 2) per image).
+        generator: optional torch.Generator for the random points (one draw of (1, P, 2) per image),
+            or a list of B generators, one per image (a batch split over processes then draws the same points).
 
     Returns:
         B pairs ``(pred_idx, tgt_idx)`` of (min(N, M),) int64 CPU tensors: query ``pred_idx[j]`` is
         matched to segment ``tgt_idx[j]``; ``pred_idx`` is sorted.
     """
     assert class_logits.shape[0] == mask_logits.shape[0] == len(targets), "batch sizes differ"
+    gens = generator if isinstance(generator, (list, tuple)) else [generator] * len(targets)
     indices = []
     for b, target in enumerate(targets):
         cost = matching_cost(
@@ -112,7 +114,7 @@ def hungarian_match(
             cost_mask=cost_mask,
             cost_dice=cost_dice,
             num_points=num_points,
-            generator=generator,
+            generator=gens[b],
         )  # (N, M)
         rows, cols = linear_sum_assignment(cost.cpu().numpy())
         indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))

@@ -1,0 +1,98 @@
+"""One training step's losses: Mask2Former set losses on every decoder output + the SSC loss.
+
+    total = sum over the 10 outputs of [1.5 CE(A) + 1.5 CE(B) + 5 BCE + 5 dice]  +  lambda * SSC(A_last)
+
+Class logits of an embedding x in {A, B} (paper section 3.4, as at inference): ``exp(t) * x . [T; bg]^T``
+with T the frozen template-averaged text embeddings of the training classes, ``bg`` the learnable
+background embedding (normalised) and ``exp(t)`` CLIP's own logit scale. A and B keep their learned
+scale s (A = s * normalize(.)), as in the official code.
+
+SSC (paper eq. 4-7) uses the last output's Hungarian matching: per image, the matched A rows and the text
+embeddings of their ground-truth classes; averaged over images.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from ..balance import class_logits
+from ..losses.criterion import EBSegCriterion
+from ..ssc import ssc_loss
+
+
+def semantic_targets(label: torch.Tensor, num_classes: int, ignore_value: int = 255) -> Dict[str, torch.Tensor]:
+    """A semantic label map -> one binary mask per class present (Mask2Former's semantic mapper).
+
+    Args:
+        label: (H, W) int64 class ids, ``ignore_value`` for unlabelled pixels.
+    Returns:
+        {"labels": (M,) int64 sorted class ids, "masks": (M, H, W) bool}.
+    """
+    ids = torch.unique(label)
+    ids = ids[ids != ignore_value]
+    bad = ids[(ids < 0) | (ids >= num_classes)]
+    if bad.numel():
+        raise ValueError(f"label ids {bad.tolist()} are outside the {num_classes}-class vocabulary "
+                         f"(and not the ignore value {ignore_value})")
+    return {"labels": ids.long(), "masks": label[None] == ids[:, None, None]}
+
+
+def sample_generators(seed: int, step: int, sample_ids: Sequence[int], device="cpu") -> List[torch.Generator]:
+    """One generator per sample, seeded by (seed, step, global sample index): the random draws of a
+    sample do not depend on the process it runs in, the batch it shares, or a resume in between."""
+    gens = []
+    for i in sample_ids:
+        g = torch.Generator(device=device)
+        g.manual_seed((seed * 1_000_003 + step * 7_919 + int(i) * 104_729) % (2 ** 63 - 1))
+        gens.append(g)
+    return gens
+
+
+def training_outputs(model, out: Dict, text: torch.Tensor) -> List[Dict[str, torch.Tensor]]:
+    """Per decoder output: ``logits_A`` and ``logits_B`` (B, N, K+1) and ``masks`` (B, N, Hm, Wm).
+
+    Args:
+        model: the (unwrapped) EBSeg, for ``bg_embed`` and CLIP's logit scale.
+        out: ``model.forward_features(..., inference=False)``.
+        text: (K, C) normalised text embeddings of the training classes.
+    """
+    cls_w = torch.cat([text, F.normalize(model.bg_embed, dim=-1)])  # (K+1, C)
+    scale = model.clip.logit_scale.detach().exp()
+    dec = out["decoder"]
+    return [{"logits_A": class_logits(a.float(), cls_w, scale), "logits_B": class_logits(b.float(), cls_w, scale),
+             "masks": m.float()} for a, b, m in zip(dec.A, out["B_per_layer"], dec.masks)]
+
+
+def ssc_term(A_last: torch.Tensor, targets, indices, text: torch.Tensor, *, form: str = "official") -> torch.Tensor:
+    """SSC loss averaged over the images of a batch (0 for an image without ground truth).
+
+    Args:
+        A_last: (B, N, C) last-layer A (with its scale s).
+        indices: the last output's matching, B pairs (pred_idx, tgt_idx).
+        text: (K, C) training-class text embeddings.
+        form: "official" (squared error against s^2-scaled dot products) or "paper" (cosines, |.|).
+    """
+    per_image = []
+    for b, (pred, tgt) in enumerate(indices):
+        cls = targets[b]["labels"][tgt].to(text.device)
+        per_image.append(ssc_loss(A_last[b, pred.to(A_last.device)], text[cls], form=form,
+                                  normalize=(form == "paper")))
+    return torch.stack(per_image).mean()
+
+
+def compute_losses(model, out: Dict, targets, text: torch.Tensor, criterion: EBSegCriterion, *,
+                   ssc_weight: float = 10.0, ssc_form: str = "official",
+                   generators: Optional[List[torch.Generator]] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """Total loss and a flat dict of every term (floats, for logging)."""
+    outputs = training_outputs(model, out, text)
+    crit = criterion(outputs, targets, generator=generators)
+    total = crit.total
+    logs = {k: float(v.detach()) for k, v in crit.losses.items()}
+    if ssc_weight > 0:
+        ssc = ssc_term(out["decoder"].A[-1].float(), targets, crit.indices[-1], text, form=ssc_form)
+        total = total + ssc_weight * ssc
+        logs["loss_ssc"] = float(ssc.detach())
+    logs["loss_total"] = float(total.detach())
+    return total, logs
