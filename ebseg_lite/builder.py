@@ -23,14 +23,12 @@ from torch import nn
 from .config import EBSegConfig, get_preset
 from .model import EBSeg
 from .sam_features import build_sam_encoder
-from .weights import CheckpointError, load_sam_checkpoint, read_state_dict
+from .weights import CheckpointError, WeightsUnavailable, load_sam_checkpoint, read_state_dict
 
 SAM_ENV = "EBSEG_SAM_CHECKPOINT"
 SAM_URLS = {768: "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"}
 
 
-class WeightsUnavailable(RuntimeError):
-    """Pretrained weights are needed but cannot be found (typically: offline)."""
 
 
 def resolve_device(device: Optional[str] = None) -> torch.device:
@@ -107,6 +105,11 @@ def build_clip(cfg, pretrained: Optional[str]) -> Tuple[nn.Module, Any]:
         mcfg["quick_gelu"] = cfg.quick_gelu
         model = open_clip.CLIP(**mcfg)
         tok = open_clip.SimpleTokenizer(context_length=mcfg["text_cfg"].get("context_length", 77))
+        if cfg.tokenizer == "toy":  # the toy world's compact tokenizer, rebuilt from the weights file
+            from .toyworld.tokenizer import ToyTokenizer, tokenizer_from_checkpoint
+            tok = (tokenizer_from_checkpoint(pretrained) if pretrained and os.path.isfile(pretrained)
+                   else ToyTokenizer.from_world(context_length=mcfg["text_cfg"]["context_length"],
+                                                vocab_size=mcfg["text_cfg"]["vocab_size"]))
         if pretrained:
             if not os.path.isfile(pretrained):
                 raise WeightsUnavailable(f"CLIP weights file {pretrained!r} not found; the {cfg.model_name} "
@@ -140,6 +143,19 @@ def build_sam(cfg, checkpoint: Optional[str]) -> nn.Module:
     return enc
 
 
+def _check_toy_weights(clip_path: Optional[str], sam_path: Optional[str]) -> None:
+    """The toy preset's weights are made on a CPU in minutes; say how when they are missing."""
+    from .config import TOY_WEIGHTS_ENV
+    cmds = {"toy_clip": "pretrain-clip", "toy_sam": "pretrain-sam"}
+    for path in (clip_path, sam_path):
+        if path and not os.path.isfile(path):
+            cmd = next((c for k, c in cmds.items() if k in os.path.basename(path)), "pretrain-clip / pretrain-sam")
+            raise WeightsUnavailable(
+                f"toy preset weights not found at {path!r}. Make them (about a quarter of an hour on one CPU "
+                f"thread) with\n    ebseg-lite toyworld {cmd} --out {path} --seed 0\nor point {TOY_WEIGHTS_ENV} "
+                "at a folder holding toy_clip.safetensors and toy_sam.safetensors.")
+
+
 def _apply_overrides(cfg: EBSegConfig, overrides: dict) -> EBSegConfig:
     for key, val in overrides.items():
         if key in ("clip", "sam", "decoder", "inference") and isinstance(val, dict):
@@ -155,7 +171,7 @@ def _apply_overrides(cfg: EBSegConfig, overrides: dict) -> EBSegConfig:
 def build_model(preset: str = "tiny", *, clip_pretrained: Optional[str] = None, sam_checkpoint: Optional[str] = None,
                 checkpoint: Optional[str] = None, device: Optional[str] = "cpu", seed: Optional[int] = 0,
                 **overrides) -> EBSeg:
-    """Build EBSeg at a preset ("tiny", "vit_b", "vit_l").
+    """Build EBSeg at a preset ("tiny", "toy", "vit_b", "vit_l").
 
     Args:
         clip_pretrained: open_clip tag ("openai"), local file, or "hf-hub:org/repo".
@@ -166,6 +182,8 @@ def build_model(preset: str = "tiny", *, clip_pretrained: Optional[str] = None, 
         overrides: e.g. ``inference={"balancing": "paper"}`` or ``decoder={"num_queries": 50}``.
     """
     cfg = _apply_overrides(get_preset(preset), overrides)
+    if cfg.preset == "toy":
+        _check_toy_weights(clip_pretrained or cfg.clip.pretrained, sam_checkpoint or cfg.sam.checkpoint)
     if seed is not None:
         torch.manual_seed(seed)
     clip_pretrained = clip_pretrained or cfg.clip.pretrained

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .weights import CheckpointError, check_shapes, read_state_dict
+from .weights import CheckpointError, WeightsUnavailable, check_shapes, read_state_dict
 
 HF_REPO = "slonetime/EBSeg"
 RELEASED = {"vit_b": "EBSeg_base.pth", "vit_l": "EBSeg_large.pth"}
@@ -136,7 +136,7 @@ def download_released(preset: str = "vit_b", cache_dir: Optional[str] = None) ->
         from huggingface_hub import hf_hub_download
         return Path(hf_hub_download(HF_REPO, name, cache_dir=cache_dir))
     except Exception as e:
-        raise CheckpointError(
+        raise WeightsUnavailable(
             f"could not get {name} ({type(e).__name__}). Offline? Download "
             f"https://huggingface.co/{HF_REPO}/resolve/main/{name} on a machine with internet, put it in a folder "
             f"and set EBSEG_CHECKPOINT_DIR=/that/folder (or pass checkpoint='/path/{name}').") from None

@@ -26,7 +26,13 @@ VILD_TEMPLATES: Tuple[str, ...] = (
     "There is a medium {} in the scene.",
     "There is a large {} in the scene.",
 )
-TEMPLATE_SETS = {"vild": VILD_TEMPLATES, "photo": ("a photo of a {}.",)}
+# Prompts for the toy world's CLIP, matching its pretraining captions (ebseg_lite/toyworld).
+TOY_TEMPLATES: Tuple[str, ...] = (
+    "a photo of a {}.",
+    "there is a {} in the scene.",
+    "a picture of a {}.",
+)
+TEMPLATE_SETS = {"vild": VILD_TEMPLATES, "photo": ("a photo of a {}.",), "toy": TOY_TEMPLATES}
 
 
 

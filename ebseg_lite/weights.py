@@ -19,6 +19,10 @@ import torch
 from torch import nn
 
 
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights are needed but cannot be found (typically: offline)."""
+
+
 class CheckpointError(RuntimeError):
     """A weights file is missing, unreadable, unsafe or does not fit the model."""
 
@@ -146,9 +150,10 @@ def load_checkpoint(model: nn.Module, path, *, strict: bool = True) -> Dict[str,
     if any(k.startswith(("sem_seg_head.", "clip_visual_extractor.")) for k in sd):
         from .official import load_official_state_dict
         return load_official_state_dict(model, sd)
-    partial = False
+    partial, meta = False, {}
     if Path(path).suffix == ".safetensors":
-        partial = checkpoint_metadata(path).get("trainable_only") == "1"
+        meta = checkpoint_metadata(path)
+        partial = meta.get("trainable_only") == "1"
     own = model.state_dict()
     check_shapes(own, sd, f"checkpoint {path}")
     missing = sorted(set(own) - set(sd))
@@ -157,6 +162,9 @@ def load_checkpoint(model: nn.Module, path, *, strict: bool = True) -> Dict[str,
         raise CheckpointError(f"checkpoint {path} does not match the model: {len(missing)} missing keys "
                               f"{missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}")
     model.load_state_dict(sd, strict=False)
+    if "class_names" in meta and hasattr(model, "train_class_names"):
+        # weights from `ebseg-lite train`: seen/new is decided against the vocabulary they were trained on
+        model.train_class_names = json.loads(meta["class_names"])
     cache = getattr(model, "_text_cache", None)
     if cache is not None:  # text embeddings made with the old CLIP weights are stale now
         cache.clear()

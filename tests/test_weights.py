@@ -472,3 +472,16 @@ def test_official_format_is_detected(tmp_path, keys, match):
     with pytest.raises(CheckpointError, match=match):
         load_checkpoint(model, tmp_path / "EBSeg_base.pth")
     assert_same(state(model), before)
+
+
+def test_released_checkpoint_offline_says_what_to_download(tmp_path, monkeypatch):
+    import ebseg_lite
+    from ebseg_lite.official import download_released
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("EBSEG_CHECKPOINT_DIR", raising=False)
+    with pytest.raises(ebseg_lite.WeightsUnavailable, match="EBSEG_CHECKPOINT_DIR"):
+        download_released("vit_b", cache_dir=None)
+    (tmp_path / "EBSeg_base.pth").write_bytes(b"x")
+    monkeypatch.setenv("EBSEG_CHECKPOINT_DIR", str(tmp_path))
+    assert download_released("vit_b") == tmp_path / "EBSeg_base.pth"

@@ -43,6 +43,9 @@ USER_CLASS_FILES: Dict[str, Tuple[str, int]] = {
     "pcontext_459": ("pcontext_459", 459),
 }
 
+#: Vocabularies generated from code: the toy world's classes (ebseg_lite/toyworld), all and seen only.
+GENERATED_VOCABULARIES = ("toyworld", "toyworld_seen")
+
 TRAIN_VOCABULARY = "coco_stuff_171"
 
 _INDEX_PREFIX = re.compile(r"^\s*\d+\s*:\s*")
@@ -87,7 +90,8 @@ def load_class_names(name: str, data_root: Optional[Union[str, Path]] = None) ->
 
     Args:
         name: one of ``coco_stuff_171``, ``ade20k_150``, ``pcontext_59``, ``voc_20`` (shipped) or
-            ``ade20k_847``, ``pcontext_459`` (read from the dataset folder under ``data_root``).
+            ``ade20k_847``, ``pcontext_459`` (read from the dataset folder under ``data_root``), or
+            ``toyworld`` / ``toyworld_seen`` (the toy world's classes, generated from its definition).
         data_root: only for the last two; defaults to ``$EBSEG_DATA`` / ``$DETECTRON2_DATASETS``.
     Returns:
         list of K strings, each possibly "syn1, syn2".
@@ -100,7 +104,11 @@ def load_class_names(name: str, data_root: Optional[Union[str, Path]] = None) ->
         return names
     if name in USER_CLASS_FILES:
         return _load_user_vocabulary(name, data_root)
-    known = sorted(BUILTIN_VOCABULARIES) + sorted(USER_CLASS_FILES)
+    if name in GENERATED_VOCABULARIES:
+        from ebseg_lite.toyworld import ToyWorld
+        w = ToyWorld()
+        return list(w.seen_names if name == "toyworld_seen" else w.class_names)
+    known = sorted(BUILTIN_VOCABULARIES) + sorted(USER_CLASS_FILES) + list(GENERATED_VOCABULARIES)
     raise KeyError(f"unknown vocabulary {name!r}; known: {known}")
 
 

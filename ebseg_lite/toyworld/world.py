@@ -1,0 +1,263 @@
+"""The toy world: an offline miniature of open-vocabulary segmentation (issue #5).
+
+Scenes are procedural, deterministic from an integer seed and drawn with numpy only (about 4 ms
+for 128x128 on one CPU thread). A scene has one or two *stuff* regions (textures: grass, water, brick,
+sand, wood, gravel) split by a wavy line, and one to four *things* on top (a colour x shape, named
+compositionally: "red ring", "purple cross"), with occlusion. The semantic label map and the
+instance masks come for free.
+
+Seen / new split, and why it mirrors COCO-Stuff -> ADE20K
+----------------------------------------------------------
+Every class appears in the image-caption "web" that pretrains the toy CLIP (as real CLIP has seen
+"chandelier" on the web), but only *seen* classes carry masks in segmentation training (as EBSeg
+trains on COCO-Stuff's 171 classes and is tested on ADE20K's 150, of which 67 are seen):
+
+* seen things: combinations of 5 colours (red, green, blue, yellow, white) and 4 shapes (circle,
+  square, triangle, ring), except 4 held-out combinations;
+* new things of three kinds: held-out *combinations* of seen words ("red triangle", like an ADE
+  class whose words all occur in COCO but never together), a *new colour* ("purple ...") and a
+  *new shape* ("... cross") that no segmentation label ever uses (like ADE's wholly novel words);
+* stuff: grass, water, brick and sand are seen; wood and gravel are new.
+
+``split="train"`` scenes contain seen classes only (objects and stuff), so a model trained on them
+never sees a new class's pixels labelled, nor (unlabelled) in its images at all. ``"test"`` scenes
+draw from all classes. Class names are whole strings without commas, and no name is another's
+synonym, so the synonym rule of :func:`ebseg_lite.vocabulary.seen_mask` against ``seen_names``
+reproduces ``seen`` exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .textures import COLOURS, SHAPES, TEXTURES
+
+IGNORE = 255
+
+CAPTION_TEMPLATES: Tuple[str, ...] = (
+    "a photo of {things} on {stuff}.",
+    "{things} on {stuff}.",
+    "there is {things} in the scene, on {stuff}.",
+    "a picture of {stuff} with {things}.",
+)
+
+
+@dataclass
+class Scene:
+    """One toy scene. ``instances`` are disjoint visible masks (stuff regions first, then objects
+    bottom to top); ``label`` is their union painted with class ids."""
+    image: np.ndarray            # (H, W, 3) uint8
+    label: np.ndarray            # (H, W) int64 class ids, 255 = ignore
+    instances: np.ndarray        # (M, H, W) bool
+    instance_labels: np.ndarray  # (M,) int64
+    caption: str
+    seed: int = 0
+
+    @property
+    def classes(self) -> List[int]:
+        """Sorted unique class ids present."""
+        return sorted(set(int(c) for c in self.instance_labels))
+
+
+def _erode(mask: np.ndarray) -> np.ndarray:
+    """One-pixel 4-neighbour erosion of a (H, W) bool mask."""
+    out = mask.copy()
+    out[1:] &= mask[:-1]
+    out[:-1] &= mask[1:]
+    out[:, 1:] &= mask[:, :-1]
+    out[:, :-1] &= mask[:, 1:]
+    return out
+
+
+def _join(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+@dataclass
+class ToyWorld:
+    """The world definition. Label id i is ``class_names[i]``: things (colour-major), then stuff."""
+    colours: Tuple[str, ...] = ("red", "green", "blue", "yellow", "white", "purple")
+    shapes: Tuple[str, ...] = ("circle", "square", "triangle", "ring", "cross")
+    stuff: Tuple[str, ...] = ("grass", "water", "brick", "sand", "wood", "gravel")
+    new_colours: Tuple[str, ...] = ("purple",)
+    new_shapes: Tuple[str, ...] = ("cross",)
+    new_stuff: Tuple[str, ...] = ("wood", "gravel")
+    new_combos: Tuple[Tuple[str, str], ...] = (("red", "triangle"), ("blue", "circle"),
+                                               ("green", "ring"), ("yellow", "square"))
+    max_objects: int = 4
+    radius: Tuple[float, float] = (0.11, 0.24)   # object radius as a fraction of the image size
+    two_stuff_prob: float = 0.5
+    min_visible: float = 0.5                     # an object keeps at least this fraction visible
+    class_names: List[str] = field(init=False)
+    seen: List[bool] = field(init=False)
+    num_things: int = field(init=False)
+
+    def __post_init__(self):
+        things = [(c, s) for c in self.colours for s in self.shapes]
+        self.class_names = [f"{c} {s}" for c, s in things] + list(self.stuff)
+        self.num_things = len(things)
+        self.seen = [c not in self.new_colours and s not in self.new_shapes and (c, s) not in self.new_combos
+                     for c, s in things] + [s not in self.new_stuff for s in self.stuff]
+        self._things = things
+
+    @property
+    def seen_names(self) -> List[str]:
+        return [n for n, s in zip(self.class_names, self.seen) if s]
+
+    @property
+    def new_names(self) -> List[str]:
+        return [n for n, s in zip(self.class_names, self.seen) if not s]
+
+    @property
+    def thing_ids(self) -> List[int]:
+        return list(range(self.num_things))
+
+    @property
+    def stuff_ids(self) -> List[int]:
+        return list(range(self.num_things, len(self.class_names)))
+
+    def _pool(self, ids: List[int], split: str) -> List[int]:
+        if split == "train":
+            return [i for i in ids if self.seen[i]]
+        if split == "test":
+            return ids
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+    # ------------------------------------------------------------------ drawing
+    def _stuff_layer(self, rng, size, pool, stuff):
+        """Paint the background. Returns image (H, W, 3) float, region masks, their class ids."""
+        ids = list(stuff) if stuff is not None else None
+        if ids is None:
+            k = 2 if rng.random() < self.two_stuff_prob and len(pool) > 1 else 1
+            ids = [int(i) for i in rng.choice(pool, size=k, replace=False)]
+        regions = [np.ones((size, size), bool)]
+        if len(ids) == 2:
+            yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+            ang = rng.uniform(0, np.pi)
+            cx, cy = rng.uniform(0.35, 0.65, size=2)
+            d = (xx - cx) * np.cos(ang) + (yy - cy) * np.sin(ang)
+            d += 0.04 * np.sin(((xx - cx) * -np.sin(ang) + (yy - cy) * np.cos(ang)) * rng.uniform(8, 14))
+            second = d > 0
+            regions = [~second, second]
+        img = np.empty((size, size, 3), np.float32)
+        for cid, reg in zip(ids, regions):
+            tex = TEXTURES[self.class_names[cid]](rng, size, size)
+            img[reg] = tex[reg]
+        return img, regions, ids
+
+    def _object_masks(self, rng, size, pool, n, things):
+        """Random objects: (class id, full mask) pairs, bottom to top."""
+        objs = []
+        cids = list(things) if things is not None else [int(rng.choice(pool)) for _ in range(n)]
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        for cid in cids:
+            r = rng.uniform(*self.radius) * size
+            cx, cy = rng.uniform(0.6 * r, size - 0.6 * r, size=2)
+            ang = rng.uniform(0, 2 * np.pi)
+            c, s = np.cos(ang), np.sin(ang)
+            u = ((xx - cx) * c + (yy - cy) * s) / r
+            v = (-(xx - cx) * s + (yy - cy) * c) / r
+            shape = self._things[cid][1]
+            objs.append((cid, SHAPES[shape](u, v)))
+        return objs
+
+    def _visible(self, objs):
+        """Drop the least visible object until each keeps ``min_visible`` of its area."""
+        while objs:
+            vis, cover = [], np.zeros_like(objs[0][1])
+            for cid, m in reversed(objs):
+                vis.append(m & ~cover)
+                cover |= m
+            vis = vis[::-1]
+            frac = [v.sum() / max(m.sum(), 1) for v, (_, m) in zip(vis, objs)]
+            worst = int(np.argmin(frac))
+            if frac[worst] >= self.min_visible and vis[worst].sum() >= 16:
+                return objs, vis
+            objs = objs[:worst] + objs[worst + 1:]
+        return [], []
+
+    def scene(self, seed: int, size: int = 128, split: str = "test", *, num_objects: Optional[int] = None,
+              things: Optional[Sequence[int]] = None, stuff: Optional[Sequence[int]] = None) -> Scene:
+        """Draw scene ``seed``.
+
+        Args:
+            split: "train" (seen classes only) or "test" (all classes).
+            num_objects: fix the number of objects (else 1..max_objects).
+            things, stuff: fix the class ids (bottom to top; one or two stuff ids).
+        """
+        rng = np.random.default_rng(seed)
+        img, regions, stuff_ids = self._stuff_layer(rng, size, self._pool(self.stuff_ids, split), stuff)
+        n = num_objects if num_objects is not None else int(rng.integers(1, self.max_objects + 1))
+        objs, vis = self._visible(self._object_masks(rng, size, self._pool(self.thing_ids, split), n, things))
+        label = np.full((size, size), IGNORE, np.int64)
+        for cid, reg in zip(stuff_ids, regions):
+            label[reg] = cid
+        for cid, m in objs:
+            col = np.asarray(COLOURS[self._things[cid][0]], np.float32) * rng.uniform(0.85, 1.0)
+            img[m] = np.minimum(col, 255)
+            img[m & ~_erode(m)] *= 0.3          # a dark outline keeps e.g. a green ring visible on grass
+            label[m] = cid
+        img += rng.normal(0, 6, size=img.shape).astype(np.float32)
+        cover = np.zeros((size, size), bool)
+        for _, m in objs:
+            cover |= m
+        masks, labels = [], []
+        for cid, reg in zip(stuff_ids, regions):
+            if (reg & ~cover).any():
+                masks.append(reg & ~cover)
+                labels.append(cid)
+        for (cid, _), v in zip(objs, vis):
+            masks.append(v)
+            labels.append(cid)
+        s = Scene(image=np.clip(img, 0, 255).astype(np.uint8), label=label,
+                  instances=np.stack(masks), instance_labels=np.asarray(labels, np.int64), caption="", seed=seed)
+        s.caption = self.caption(s, np.random.default_rng([seed, 1]))
+        return s
+
+    def caption(self, scene: Scene, rng: Optional[np.random.Generator] = None) -> str:
+        """A toy "web" caption naming every class present once, e.g.
+        "a photo of a red ring and a blue square on grass and water." (random template and order)."""
+        return self.caption_for(scene.instance_labels, rng)
+
+    def caption_for(self, class_ids: Sequence[int], rng: Optional[np.random.Generator] = None) -> str:
+        """:meth:`caption` from the class ids present (repeats allowed)."""
+        rng = rng if rng is not None else np.random.default_rng(0)
+        present = list(dict.fromkeys(int(c) for c in class_ids))
+        things = [self.class_names[c] for c in present if c < self.num_things]
+        stuff = [self.class_names[c] for c in present if c >= self.num_things]
+        things = [things[i] for i in rng.permutation(len(things))]
+        stuff = [stuff[i] for i in rng.permutation(len(stuff))]
+        tpl = CAPTION_TEMPLATES[int(rng.integers(len(CAPTION_TEMPLATES)))]
+        if not things:  # cannot happen for scenes (one object always stays), kept for callers
+            return f"a photo of {_join(stuff)}."
+        return tpl.format(things=_join(["a " + t for t in things]), stuff=_join(stuff))
+
+    def dataset(self, n: int, seed: int = 0, split: str = "train", size: int = 128) -> "ToyDataset":
+        return ToyDataset(self, n, seed=seed, split=split, size=size)
+
+
+class ToyDataset(torch.utils.data.Dataset):
+    """``n`` toy scenes as items shaped like :class:`ebseg_lite.data.datasets.SemSegDataset`'s.
+    Item i is ``world.scene(seed * 1_000_003 + i)``."""
+
+    def __init__(self, world: ToyWorld, n: int, *, seed: int = 0, split: str = "train", size: int = 128):
+        self.world, self.n, self.seed, self.split, self.size = world, n, seed, split, size
+        self.class_names = list(world.class_names)
+        self.ignore_value = IGNORE
+
+    def __len__(self) -> int:
+        return self.n
+
+    def scene(self, i: int) -> Scene:
+        if not -self.n <= i < self.n:
+            raise IndexError(f"index {i} out of range for a dataset of {self.n} items")
+        return self.world.scene(self.seed * 1_000_003 + i % self.n, size=self.size, split=self.split)
+
+    def __getitem__(self, i: int) -> dict:
+        s = self.scene(i)
+        return {"image": torch.from_numpy(s.image).permute(2, 0, 1).contiguous(),  # (3, H, W) uint8
+                "label": torch.from_numpy(s.label), "class_names": self.class_names,
+                "ignore_value": IGNORE, "file_name": f"toy-{self.split}-{i % self.n}"}

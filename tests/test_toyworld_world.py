@@ -1,0 +1,114 @@
+"""The toy world generator: determinism, label/instance consistency, the seen/new split, captions."""
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from ebseg_lite.data.class_names import load_class_names
+from ebseg_lite.toyworld import IGNORE, ToyWorld
+from ebseg_lite.vocabulary import seen_mask
+
+
+@pytest.fixture(scope="module")
+def world():
+    return ToyWorld()
+
+
+@pytest.fixture(scope="module")
+def test_scenes(world):
+    return [world.scene(i, size=64) for i in range(300)]
+
+
+def test_vocabulary_design(world):
+    k = len(world.class_names)
+    assert k == 36 and len(world.seen) == k and len(set(world.class_names)) == k
+    assert sorted(world.seen_names + world.new_names) == sorted(world.class_names)
+    assert 15 <= len(world.seen_names) <= 25
+    # all three kinds of "new": a new colour, a new shape, a held-out combination, new stuff
+    assert "purple ring" in world.new_names and "white cross" in world.new_names
+    assert "red triangle" in world.new_names and "red circle" in world.seen_names
+    assert "wood" in world.new_names and "grass" in world.seen_names
+    assert all("," not in n for n in world.class_names)
+
+
+def test_seen_rule_agrees(world):
+    assert seen_mask(world.class_names, world.seen_names).tolist() == world.seen
+    assert load_class_names("toyworld_seen") == world.seen_names
+    assert load_class_names("toyworld") == world.class_names
+
+
+def test_determinism(world):
+    a, b, c = world.scene(7), world.scene(7), world.scene(8)
+    for f in ("image", "label", "instances", "instance_labels"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    assert a.caption == b.caption
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_shapes_and_dtypes(world):
+    s = world.scene(3, size=128)
+    assert s.image.shape == (128, 128, 3) and s.image.dtype == np.uint8
+    assert s.label.shape == (128, 128) and s.label.dtype == np.int64
+    assert s.instances.dtype == bool and s.instances.shape[1:] == (128, 128)
+    assert s.instance_labels.dtype == np.int64 and len(s.instance_labels) == len(s.instances)
+
+
+def test_labels_match_instances(test_scenes):
+    for s in test_scenes[:100]:
+        inst = s.instances
+        assert (inst.sum(0) <= 1).all(), "instance masks overlap"
+        covered = inst.any(0)
+        np.testing.assert_array_equal(covered, s.label != IGNORE)
+        from_inst = (inst * s.instance_labels[:, None, None]).sum(0)
+        np.testing.assert_array_equal(from_inst[covered], s.label[covered])
+        assert (inst.sum((1, 2)) > 0).all()
+
+
+def test_train_split_only_seen(world):
+    seen = np.asarray(world.seen)
+    for i in range(150):
+        s = world.scene(i, size=64, split="train")
+        assert seen[s.instance_labels].all()
+        assert seen[np.unique(s.label[s.label != IGNORE])].all()
+    with pytest.raises(ValueError, match="split"):
+        world.scene(0, split="val")
+
+
+def test_every_class_appears(world, test_scenes):
+    present = set()
+    for s in test_scenes:
+        present |= set(s.classes)
+    assert present == set(range(len(world.class_names)))
+    counts = [len(s.instances) for s in test_scenes]
+    assert min(counts) >= 2 and max(counts) >= 5   # stuff regions + up to 4 objects
+
+
+def test_caption_names_exactly_present(world, test_scenes):
+    for s in test_scenes[:100]:
+        named = set()
+        cap = s.caption
+        for cid, name in sorted(enumerate(world.class_names), key=lambda t: -len(t[1])):
+            if re.search(rf"\b{name}\b", cap):
+                named.add(cid)
+                cap = re.sub(rf"\b{name}\b", "", cap)
+        assert named == set(s.classes), (s.caption, [world.class_names[c] for c in s.classes])
+
+
+def test_dataset_items(world):
+    ds = world.dataset(5, seed=2, split="train", size=64)
+    assert len(ds) == 5
+    item = ds[1]
+    assert item["image"].shape == (3, 64, 64) and item["image"].dtype == torch.uint8
+    assert item["label"].shape == (64, 64) and item["label"].dtype == torch.int64
+    assert item["class_names"] == world.class_names and item["ignore_value"] == 255
+    assert item["file_name"] == "toy-train-1"
+    s = world.scene(2 * 1_000_003 + 1, size=64, split="train")
+    np.testing.assert_array_equal(item["image"].permute(1, 2, 0).numpy(), s.image)
+    with pytest.raises(IndexError):
+        ds[5]
+
+
+def test_forced_classes(world):
+    s = world.scene(11, things=[3], stuff=[world.stuff_ids[1]], num_objects=1)
+    assert s.classes == [3, world.stuff_ids[1]]
