@@ -17,12 +17,17 @@ _MODELS: Dict[Tuple, EBSeg] = {}
 
 def get_model(preset: str = "vit_b", checkpoint: Optional[str] = "released", *, device: Optional[str] = "auto",
               clip_pretrained: Optional[str] = None, sam_checkpoint: Optional[str] = None) -> EBSeg:
-    """A cached model. ``checkpoint``: "released" (official weights for vit_b / vit_l), a path,
+    """A cached model. ``checkpoint``: "released" (official weights for vit_b / vit_l, the shipped toy-world
+    model for toy), a path,
     or None (random decoder; only meaningful for tests and the tiny preset)."""
     dev = str(resolve_device(device))
     key = (preset, checkpoint, dev, clip_pretrained, sam_checkpoint)
     if key not in _MODELS:
         ckpt = checkpoint
+        if checkpoint == "released" and preset == "toy":  # the toy EBSeg trained on the toy world's seen classes
+            from .toyworld.pipeline import toy_model
+            _MODELS[key] = toy_model().to(dev)
+            return _MODELS[key]
         if checkpoint == "released":
             if preset == "tiny":
                 ckpt = None

@@ -3,6 +3,7 @@
     ebseg-lite segment IMAGE --classes "cat,sofa" --out out.png [--preset vit_b] [--checkpoint PATH]
     ebseg-lite demo --out demo_out
     ebseg-lite download --preset vit_b
+    ebseg-lite toyworld pretrain-clip --out data_samples/toyworld/toy_clip.safetensors
 """
 from __future__ import annotations
 
@@ -95,8 +96,16 @@ def cmd_download(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    from .benchmark import run
-    res = run(args.preset, args.size, args.repeat, args.out)
+    if args.train:
+        import json
+        from .train.bench import train_step_cost
+        res = train_step_cost(args.preset, batch=args.batch, size=args.size, steps=args.steps, device=args.device,
+                              precision=args.precision, cache_features=args.cache_features)
+        if args.out:
+            Path(args.out).write_text(json.dumps(res, indent=1))
+    else:
+        from .benchmark import run
+        res = run(args.preset, args.size, args.repeat, args.out)
     for k, v in res.items():
         print(f"{k:28s} {v:.3f}" if isinstance(v, float) else f"{k:28s} {v}")
     return 0
@@ -110,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", help='"cat,sofa" (or "road, route; sofa, couch" for synonyms)')
     s.add_argument("--classes-file", help="one class per line")
     s.add_argument("--out", default="out.png", help="overlay PNG; *_labels.png and .json are written beside it")
-    s.add_argument("--preset", default="vit_b", choices=["tiny", "vit_b", "vit_l"])
+    s.add_argument("--preset", default="vit_b", choices=["tiny", "toy", "vit_b", "vit_l"])
     s.add_argument("--checkpoint", default="released",
                    help='"released" (official EBSeg weights), a path, or "none" (random decoder)')
     s.add_argument("--clip-pretrained", default=None, help='open_clip tag ("openai"), file or hf-hub: name')
@@ -127,12 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_download)
     from .evaluate import add_parser as add_eval
     add_eval(sub)
+    from .toyworld.cli import add_parser as add_toyworld
+    add_toyworld(sub)
     from .train.cli import add_parser as add_train
     add_train(sub)
     b = sub.add_parser("benchmark", help="time each inference stage (random weights)")
-    b.add_argument("--preset", default="vit_b", choices=["tiny", "vit_b", "vit_l"])
+    b.add_argument("--preset", default="vit_b", choices=["tiny", "toy", "vit_b", "vit_l"])
     b.add_argument("--size", type=int, default=640)
     b.add_argument("--repeat", type=int, default=2)
+    b.add_argument("--train", action="store_true", help="time training steps instead (seconds/step, peak memory)")
+    b.add_argument("--batch", type=int, default=2, help="--train: images per step")
+    b.add_argument("--steps", type=int, default=3, help="--train: timed steps after one warm-up step")
+    b.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    b.add_argument("--device", default="auto")
+    b.add_argument("--cache-features", action="store_true", help="--train: frozen-feature cache on")
     b.add_argument("--out", default=None, help="write the figures as JSON")
     b.set_defaults(func=cmd_benchmark)
     return p

@@ -104,7 +104,7 @@ def add_parser(sub):
     e = sub.add_parser("eval", help="mIoU (overall / seen / new) on a benchmark")
     e.add_argument("--dataset", required=True, help="e.g. ade20k_150, ade20k_847, pcontext_59, pcontext_459, voc_20")
     e.add_argument("--data-root", default=None, help="detectron2-layout root (else $EBSEG_DATA / $DETECTRON2_DATASETS)")
-    e.add_argument("--preset", default="vit_b", choices=["tiny", "vit_b", "vit_l"])
+    e.add_argument("--preset", default="vit_b", choices=["tiny", "toy", "vit_b", "vit_l"])
     e.add_argument("--checkpoint", default="released", help='"released", a path, or "none"')
     e.add_argument("--device", default="auto", help="auto, cpu, cuda (under torchrun: cuda:LOCAL_RANK)")
     e.add_argument("--balancing", default="official", choices=["official", "paper"])

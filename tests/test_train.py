@@ -161,6 +161,8 @@ def test_saved_weights_reload_into_build_model(tmp_path, rgb_image):
     names = HalvesDataset.class_names
     tr.model.eval()
     assert torch.equal(tr.model.predict(rgb_image, names).labels, again.predict(rgb_image, names).labels)
+    assert again.train_class_names == names  # seen/new follows the vocabulary the weights were trained on
+    assert again.resolve_seen(["green paint", "sofa"]).tolist() == [True, False]
 
 
 def test_gradient_accumulation_equals_the_large_batch(tmp_path):
@@ -281,3 +283,27 @@ def test_train_cli_on_a_folder_dataset(tmp_path, capsys):
     rc = main(["train", "--preset", "cpu_tiny", "--dataset", f"folder:{tmp_path / 'nowhere'}", "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 2 and "does not exist" in err
+
+
+def test_tensorboard_scalars_are_written(tmp_path):
+    pytest.importorskip("tensorboard")  # a dev dependency; the JSONL/CSV logs never need it
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    cfg = cfg_for(tmp_path, max_iters=3, tensorboard=True)
+    Trainer(cfg, dataset=HalvesDataset(4), progress=False).fit()
+    acc = EventAccumulator(str(Path(cfg.out_dir) / "tb"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert "loss/total" in tags and "loss/ssc" in tags and "lr" in tags
+    assert [e.step for e in acc.Scalars("loss/total")] == [1, 2, 3]
+
+
+def test_train_benchmark_reports_step_cost(capsys):
+    from ebseg_lite.cli import main
+    assert main(["benchmark", "--train", "--preset", "tiny", "--size", "64", "--batch", "2", "--steps", "1",
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    for key in ("sec_per_step", "peak_process_rss_gb", "first_step_sec"):
+        assert key in out
+    from ebseg_lite.train.bench import train_step_cost
+    res = train_step_cost("tiny", batch=2, size=64, steps=2, device="cpu", cache_features=True, num_points=64)
+    assert res["sec_per_step"] > 0 and res["cache_features"] is True

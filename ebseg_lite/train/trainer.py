@@ -50,7 +50,9 @@ def build_train_dataset(cfg: TrainConfig):
     """``"toyworld"``, ``"folder:/path"`` or a benchmark name (``coco_stuff_171_train`` ...)."""
     if cfg.dataset == "toyworld":
         from ..toyworld import ToyWorld
-        return ToyWorld().dataset(2000, seed=cfg.seed, split="train", size=cfg.crop_size)
+        from ..toyworld.pipeline import SeenVocabulary  # trained on the seen classes' names only
+        world = ToyWorld()
+        return SeenVocabulary(world.dataset(2000, seed=1000 + cfg.seed, split="train", size=cfg.crop_size), world)
     if cfg.dataset.startswith("folder:"):
         from ..data.datasets import FolderDataset
         return FolderDataset(cfg.dataset[len("folder:"):])

@@ -1,0 +1,98 @@
+"""Figures of the toy-world report: predictions against ground truth, per-class IoU of each way of
+classifying, and the class affinity matrices that the SSC loss works on."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from ..affinity import affinity_gap, affinity_matrices, class_embeddings
+from ..visualize import class_colors, show_heatmaps
+
+FIGURE_MODES = ("A", "B", "D", "A+B+D official")
+
+
+def colorize(labels, class_names) -> np.ndarray:
+    """(H, W) ids -> (H, W, 3) uint8 with the stable class colours; ignore (255) black."""
+    lab = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    cols = np.concatenate([class_colors(class_names), np.zeros((256 - len(class_names), 3), np.uint8)])
+    return cols[np.clip(lab, 0, 255)]
+
+
+def prediction_figure(model, dataset, world, *, n: int = 4, modes=FIGURE_MODES) -> Figure:
+    """Rows = test scenes; columns = image, ground truth, and the labels of each mode."""
+    from .pipeline import MODES
+    names, seen = world.class_names, torch.tensor(world.seen)
+    cols = ["image", "ground truth"] + list(modes)
+    fig = Figure(figsize=(2.2 * len(cols), 2.3 * min(n, len(dataset)) + 0.8), layout="constrained")
+    n = min(n, len(dataset))
+    axes = fig.subplots(n, len(cols), squeeze=False)
+    for r in range(n):
+        item = dataset[r]
+        enc = model.encode(item["image"], keep_intermediates=False)
+        panels = [item["image"].permute(1, 2, 0).numpy(), colorize(item["label"], names)]
+        panels += [colorize(model.classify(enc, names, seen=seen, **MODES[m]).labels, names) for m in modes]
+        for c, (ax, img) in enumerate(zip(axes[r], panels)):
+            ax.imshow(img, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(cols[c], fontsize=9)
+        present = [names[i] + ("" if world.seen[i] else " (new)") for i in torch.unique(item["label"]).tolist() if i < 255]
+        axes[r][0].set_ylabel("\n".join(present), fontsize=6)
+    fig.suptitle("Toy world test scenes: ground truth vs each way of classifying the masks (new = never labelled)")
+    return fig
+
+
+def per_class_figure(iou: Dict[str, List[float]], world, modes=FIGURE_MODES) -> Figure:
+    """Heatmap of per-class IoU (%): rows = modes, columns = classes (seen first, then new)."""
+    order = [i for i, s in enumerate(world.seen) if s] + [i for i, s in enumerate(world.seen) if not s]
+    mat = np.array([[np.nan if iou[m][i] is None else 100 * iou[m][i] for i in order] for m in modes])
+    labels = [world.class_names[i] + ("" if world.seen[i] else " *") for i in order]
+    fig = show_heatmaps(mat, row_labels=list(modes), col_labels=labels,
+                        titles="per-class IoU % (* = new class)", xlabel="class", ylabel="classified by")
+    ax = fig.axes[0]
+    ax.axvline(sum(world.seen) - 0.5, color="white", lw=2)
+    for t, i in zip(ax.get_xticklabels(), order):
+        t.set_color(tuple(class_colors([world.class_names[i]])[0] / 255 * 0.8))
+    return fig
+
+
+def affinity_figure(models: Dict[str, object], dataset, world, *, n: int = 60) -> (Figure, Dict[str, float]):
+    """Text affinity next to the A-embedding affinity of each model (e.g. without / with SSC)."""
+    names = world.class_names
+    text = next(iter(models.values())).text_embeddings(names)
+    mats, titles, gaps = [], [], {}
+    for tag, model in models.items():
+        pairs = []
+        for i in range(min(n, len(dataset))):
+            item = dataset[i]
+            enc = model.encode(item["image"], keep_intermediates=False)
+            pairs.append((enc.A, enc.masks, item["label"]))
+        emb, _ = class_embeddings(pairs, len(names))
+        img_aff, txt_aff = affinity_matrices(emb, text)
+        gaps[tag] = {"seen": affinity_gap(img_aff, txt_aff, world.seen),
+                     "new": affinity_gap(img_aff, txt_aff, [not s for s in world.seen])}
+        mats.append(img_aff)
+        titles.append(f"A cosine, {tag} (gap seen {gaps[tag]['seen']:.2f} / new {gaps[tag]['new']:.2f})")
+    mats.insert(0, txt_aff)
+    titles.insert(0, "text cosine (the SSC target)")
+    fig = show_heatmaps(mats, row_labels=names, col_labels=names, titles=titles, cmap="coolwarm",
+                        xlabel="class", ylabel="class")
+    return fig, gaps
+
+
+def write_figures(out: Path, models: Dict, dataset, per: Dict, world) -> Dict[str, float]:
+    """predictions.png, per_class_iou.png, affinity.png in ``out``; returns the affinity gaps."""
+    from ..weights import atomic_write
+    out = Path(out)
+    save = lambda fig, name: atomic_write(out / name, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    seed = per[next(iter(per))][0]["seed"]
+    main_tag = "ssc" if ("ssc", seed) in models else "no_ssc"
+    save(prediction_figure(models[(main_tag, seed)], dataset, world), "predictions.png")
+    save(per_class_figure(per[main_tag][0]["iou"], world), "per_class_iou.png")
+    fig, gaps = affinity_figure({tag: m for (tag, s), m in models.items() if s == seed}, dataset, world)
+    save(fig, "affinity.png")
+    return gaps

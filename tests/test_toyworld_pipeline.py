@@ -1,0 +1,69 @@
+"""The toy-world pipeline at a reduced size: training on seen names only, every classification mode,
+the report folder, and the trained-model cache."""
+import json
+
+import pytest
+import torch
+
+from ebseg_lite.toyworld import ToyWorld
+from ebseg_lite.toyworld import pipeline
+from ebseg_lite.toyworld.pipeline import MODES, SeenVocabulary, ToyRun, evaluate_modes, run_demo, test_set
+
+SMALL = ToyRun(steps=3, batch_size=2, train_scenes=6, test_scenes=3)
+
+
+def test_training_vocabulary_is_the_seen_classes_only():
+    w = ToyWorld()
+    ds = SeenVocabulary(w.dataset(4, split="train"), w)
+    assert ds.class_names == w.seen_names
+    for i in range(4):
+        raw, item = w.dataset(4, split="train")[i]["label"], ds[i]["label"]
+        ids = torch.unique(item[item != 255])
+        assert int(ids.max()) < len(w.seen_names)
+        names = {w.seen_names[j] for j in ids.tolist()}
+        assert names == {w.class_names[j] for j in torch.unique(raw[raw != 255]).tolist()}  # same classes, new ids
+    with pytest.raises(ValueError, match="new class"):
+        SeenVocabulary(w.dataset(40, split="test"), w)[next(i for i in range(40) if not all(
+            w.seen[j] for j in torch.unique(w.dataset(40, split="test")[i]["label"]).tolist() if j != 255))]
+
+
+def test_modes_cover_the_paper_tables_and_official_mode_is_the_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("EBSEG_CACHE", str(tmp_path))
+    assert {"A", "B", "D", "A+B", "A+D", "B+D", "A+B+D official", "A+B+D paper", "A+B+D unbalanced"} <= set(MODES)
+    model = pipeline.toy_model(run=SMALL, progress=False)
+    test = test_set(2)
+    res = evaluate_modes(model, test, progress=False)
+    w = ToyWorld()
+    for m, r in res.items():
+        assert 0.0 <= r["mIoU"] <= 100.0 and len(r["IoU"]) == len(w.class_names), m
+    item = test[0]
+    enc = model.encode(item["image"])
+    default = model.classify(enc, w.class_names, seen=w.seen).labels
+    assert torch.equal(default, model.classify(enc, w.class_names, seen=w.seen, **MODES["A+B+D official"]).labels)
+    only_a = model.classify(enc, w.class_names, seen=w.seen, **MODES["A"])
+    assert torch.allclose(only_a.class_probs[:, :-1].sum(-1) + only_a.p_void, torch.ones(len(only_a.p_void)), atol=1e-5)
+
+
+def test_trained_model_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("EBSEG_CACHE", str(tmp_path))
+    first = pipeline.toy_model(ssc=False, run=SMALL, progress=False)
+    monkeypatch.setattr(pipeline, "train_toy_model", lambda **kw: (_ for _ in ()).throw(AssertionError("retrained")))
+    again = pipeline.toy_model(ssc=False, run=SMALL, progress=False)
+    for (k, a), b in zip(first.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_demo_writes_the_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("EBSEG_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "report"
+    metrics = run_demo(out, seeds=(0,), run=SMALL, progress=False)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["stats"].keys() == {"ssc", "no_ssc"}
+    for tag in ("ssc", "no_ssc"):
+        for m in MODES:
+            assert set(saved["stats"][tag][m]) == {"mIoU", "mIoU_seen", "mIoU_new"}
+    assert set(saved["affinity_gap"]) == {"ssc", "no_ssc"}
+    for name in ("predictions.png", "per_class_iou.png", "affinity.png", "table.txt"):
+        assert (out / name).stat().st_size > 0, name
+    table = (out / "table.txt").read_text()
+    assert table.count("A+B+D official") == 2 and metrics["seconds"] > 0
