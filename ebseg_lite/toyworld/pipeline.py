@@ -186,6 +186,19 @@ def train_jobs(jobs: Sequence[tuple], run: ToyRun, runs_dir: Path, *, workers: O
     return out
 
 
+def chance_miou(dataset, *, seed: int = 0) -> Dict[str, float]:
+    """The evaluator on uniformly random labels: the floor every mode should clear."""
+    names = list(dataset.class_names)
+    seen = ToyWorld().seen if names == ToyWorld().class_names else None
+    ev = SemSegEvaluator(len(names), seen=None if seen is None else torch.tensor(seen).numpy())
+    g = torch.Generator().manual_seed(seed)
+    for i in range(len(dataset)):
+        label = dataset[i]["label"]
+        ev.update(torch.randint(len(names), label.shape, generator=g), label)
+    r = ev.compute()
+    return {k: float(r[k]) for k in ("mIoU", "mIoU_seen", "mIoU_new") if k in r}
+
+
 def summary(results: Dict[str, dict]) -> Dict[str, Dict[str, float]]:
     return {m: {k: float(r[k]) for k in ("mIoU", "mIoU_seen", "mIoU_new")} for m, r in results.items()}
 
@@ -248,11 +261,13 @@ def run_demo(out_dir="toyworld_report", *, seeds: Sequence[int] = (0,), run: Opt
                                         "loss_curve": [[r["step"], r["loss_total"]] for r in history]})
         models[(tag, seed)] = model
     stats = {tag: spread([p["summary"] for p in rows]) for tag, rows in per.items()}
+    chance = chance_miou(test)
     world = ToyWorld()
     metrics = {"seeds": list(seeds), "run": dataclasses.asdict(run), "modes": {m: {k: list(v) if isinstance(v, tuple)
                else v for k, v in kw.items()} for m, kw in MODES.items()}, "class_names": world.class_names,
-               "seen": world.seen, "per_seed": per, "stats": stats, "seconds": None}
-    table = format_report(stats, seeds)
+               "seen": world.seen, "per_seed": per, "stats": stats, "chance": chance, "seconds": None}
+    table = format_report(stats, seeds) + (f"\n\nchance (uniformly random labels): all {chance['mIoU']:.1f}, seen "
+                                           f"{chance['mIoU_seen']:.1f}, new {chance['mIoU_new']:.1f}")
     if figures:
         from .report import write_figures
         metrics["affinity_gap"] = write_figures(out, models, test, per, world)
