@@ -67,3 +67,16 @@ def test_demo_writes_the_report(tmp_path, monkeypatch):
         assert (out / name).stat().st_size > 0, name
     table = (out / "table.txt").read_text()
     assert table.count("A+B+D official") == 2 and metrics["seconds"] > 0
+
+
+def test_per_class_figure_shows_percent():
+    from ebseg_lite.toyworld.report import per_class_figure
+    w = ToyWorld()
+    iou = {m: [float(i) for i in range(len(w.class_names))] for m in ("A", "B", "D", "A+B+D official")}
+    iou["A"][0] = None
+    fig = per_class_figure(iou, w)
+    import numpy as np
+    data = np.ma.filled(fig.axes[0].images[0].get_array().astype(float), np.nan)  # (modes, K), seen classes first
+    assert np.nanmax(data) == len(w.class_names) - 1  # percent as given, not scaled again
+    assert np.isnan(data[0, 0])                          # "red circle" (seen, first) for A: no ground truth
+    assert fig.axes[0].get_title() == "per-class IoU % (* = new class)"

@@ -47,9 +47,9 @@ def prediction_figure(model, dataset, world, *, n: int = 4, modes=FIGURE_MODES) 
 
 
 def per_class_figure(iou: Dict[str, List[float]], world, modes=FIGURE_MODES) -> Figure:
-    """Heatmap of per-class IoU (%): rows = modes, columns = classes (seen first, then new)."""
+    """Heatmap of per-class IoU (``iou[mode]``: K values in percent, None = no ground truth): rows = modes, columns = classes (seen first, then new)."""
     order = [i for i, s in enumerate(world.seen) if s] + [i for i, s in enumerate(world.seen) if not s]
-    mat = np.array([[np.nan if iou[m][i] is None else 100 * iou[m][i] for i in order] for m in modes])
+    mat = np.array([[np.nan if iou[m][i] is None else iou[m][i] for i in order] for m in modes])  # percent
     labels = [world.class_names[i] + ("" if world.seen[i] else " *") for i in order]
     fig = show_heatmaps(mat, row_labels=list(modes), col_labels=labels,
                         titles="per-class IoU % (* = new class)", xlabel="class", ylabel="classified by")
