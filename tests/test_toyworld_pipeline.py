@@ -80,3 +80,25 @@ def test_per_class_figure_shows_percent():
     assert np.nanmax(data) == len(w.class_names) - 1  # percent as given, not scaled again
     assert np.isnan(data[0, 0])                          # "red circle" (seen, first) for A: no ground truth
     assert fig.axes[0].get_title() == "per-class IoU % (* = new class)"
+
+
+def test_demo_command_and_ship(tmp_path, monkeypatch, capsys):
+    """`ebseg-lite toyworld demo` at a reduced size; --ship puts the seed-0 models where toy_model finds them."""
+    import shutil
+    from ebseg_lite.cli import main
+    from ebseg_lite.config import toy_weights_dir
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("toy_clip.safetensors", "toy_sam.safetensors"):
+        shutil.copyfile(toy_weights_dir() / name, weights / name)
+    monkeypatch.setenv("EBSEG_TOY_WEIGHTS", str(weights))
+    monkeypatch.setenv("EBSEG_CACHE", str(tmp_path / "cache"))
+    rc = main(["toyworld", "demo", "--out", str(tmp_path / "report"), "--steps", "2", "--batch-size", "2",
+               "--train-scenes", "4", "--test-scenes", "2", "--workers", "1", "--ship", "--no-progress"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "A+B+D official" in out and "chance" in out and "shipped" in out
+    run = ToyRun(steps=2, batch_size=2, train_scenes=4, test_scenes=2)
+    assert (weights / f"{pipeline.run_name(True, 0, run)}.safetensors").is_file()
+    monkeypatch.setattr(pipeline, "train_toy_model", lambda **kw: (_ for _ in ()).throw(AssertionError("retrained")))
+    pipeline.toy_model(ssc=False, run=run, progress=False)  # found among the shipped files: no training

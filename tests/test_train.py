@@ -262,7 +262,7 @@ def test_torchrun_two_processes_match_one(tmp_path):
     two = subprocess.run([*torchrun, str(TESTS / "train_driver.py"), str(tmp_path / "two"), *args], env=ENV,
                          capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
-    assert two.stdout.count("DONE 3") == 2
+    assert two.stdout.count("DONE 3\n") == 2, two.stdout
     a, b = weights(tmp_path / "one" / "model.safetensors"), weights(tmp_path / "two" / "model.safetensors")
     import ebseg_lite
     init = {k: v for k, v in ebseg_lite.build_model("tiny", seed=0).state_dict().items() if k in a}

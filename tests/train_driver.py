@@ -46,4 +46,5 @@ trainer = Trainer(cfg, dataset=HalvesDataset(8), resume=a.resume, progress=False
 trainer.fit()
 if trainer.world > 1:
     torch.distributed.destroy_process_group()
-print("DONE", trainer.step, flush=True)
+sys.stdout.write(f"DONE {trainer.step}\n")  # one write: processes under torchrun share the pipe
+sys.stdout.flush()
