@@ -80,7 +80,7 @@ def cache_dir() -> Path:
 
 
 def train_toy_model(*, ssc: bool = True, seed: int = 0, run: Optional[ToyRun] = None, out_dir=None,
-                    progress: bool = True):
+                    progress: bool = True, callbacks=None):
     """Train EBSeg-lite (``toy`` preset, frozen toy CLIP/SAM, cached features) on seen-class scenes.
 
     Returns the trained model (eval mode) and the trainer's logged rows.
@@ -93,7 +93,7 @@ def train_toy_model(*, ssc: bool = True, seed: int = 0, run: Optional[ToyRun] = 
                               ckpt_every=max(run.steps, 1), log_every=max(1, run.steps // 50))
     world = ToyWorld()
     data = SeenVocabulary(world.dataset(run.train_scenes, seed=1000 + seed, split="train", size=run.size), world)
-    trainer = Trainer(cfg, dataset=data, progress=progress)
+    trainer = Trainer(cfg, dataset=data, progress=progress, callbacks=callbacks)
     history = trainer.fit()
     trainer.model.eval()
     return trainer.model, history
@@ -152,10 +152,18 @@ def evaluate_modes(model, dataset, *, modes: Optional[Dict[str, dict]] = None, s
 
 
 def _train_job(job) -> List[dict]:
-    """One training in a worker process (one thread): returns the logged rows."""
+    """One training in a worker process (one thread): returns the logged rows. The worker stops by
+    itself if the process that started it dies (it would otherwise train on, orphaned)."""
     ssc, seed, run_fields, out_dir = job
     torch.set_num_threads(1)
-    return train_toy_model(ssc=ssc, seed=seed, run=ToyRun(**run_fields), out_dir=out_dir, progress=False)[1]
+    parent = os.getppid()
+
+    def stop_if_orphaned(trainer, event, info):
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return train_toy_model(ssc=ssc, seed=seed, run=ToyRun(**run_fields), out_dir=out_dir, progress=False,
+                           callbacks=[stop_if_orphaned])[1]
 
 
 def train_jobs(jobs: Sequence[tuple], run: ToyRun, runs_dir: Path, *, workers: Optional[int] = None,
