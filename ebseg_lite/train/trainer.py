@@ -31,7 +31,7 @@ from .data import EpochOrder, StepSampler, TrainView, collate
 from .feature_cache import FeatureCache
 from .logger import RunLogger
 from .optim import build_optimizer, build_scheduler, clip_gradients
-from .state import load_state, numbered_checkpoints, prune_checkpoints, save_state
+from .state import load_state, prune_checkpoints, save_state
 from .step import compute_losses, sample_generators, semantic_targets
 
 
@@ -228,8 +228,3 @@ class Trainer:
             if logger is not None:
                 logger.close()
         return self.history
-
-
-def trained_checkpoints(out_dir) -> dict:
-    """{step: path} of the numbered checkpoints in a run folder."""
-    return numbered_checkpoints(out_dir)
