@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Tuple
 
-from .builder import build_model, resolve_device
-from .model import EBSeg
-from .outputs import Prediction
+from ebseg_lite import registry
+from ebseg_lite.builder import build_model, resolve_device
+from ebseg_lite.inference.outputs import Prediction
+from ebseg_lite.inference.predictor import EBSegPredictor
+from ebseg_lite.io.official import download_released
 
-_MODELS: Dict[Tuple, EBSeg] = {}
+_MODELS: Dict[Tuple, EBSegPredictor] = {}
 
 
 def get_model(preset: str = "vit_b", checkpoint: Optional[str] = "released", *, device: Optional[str] = "auto",
-              clip_pretrained: Optional[str] = None, sam_checkpoint: Optional[str] = None) -> EBSeg:
+              clip_pretrained: Optional[str] = None, sam_checkpoint: Optional[str] = None) -> EBSegPredictor:
     """A cached model. ``checkpoint``: "released" (official weights for vit_b / vit_l, the shipped toy-world
     model for toy), a path,
     or None (random decoder; only meaningful for tests and the tiny preset)."""
@@ -24,22 +26,17 @@ def get_model(preset: str = "vit_b", checkpoint: Optional[str] = "released", *, 
     key = (preset, checkpoint, dev, clip_pretrained, sam_checkpoint)
     if key not in _MODELS:
         ckpt = checkpoint
-        if checkpoint == "released" and preset == "toy":  # the toy EBSeg trained on the toy world's seen classes
-            from .toyworld.pipeline import toy_model
-            _MODELS[key] = toy_model().to(dev)
+        if checkpoint == "released" and registry.has("released", preset):  # a plug-in's trained model (toy)
+            _MODELS[key] = registry.lookup("released", preset)(dev)
             return _MODELS[key]
         if checkpoint == "released":
-            if preset == "tiny":
-                ckpt = None
-            else:
-                from .official import download_released
-                ckpt = str(download_released(preset))
+            ckpt = None if preset == "tiny" else str(download_released(preset))
         _MODELS[key] = build_model(preset, checkpoint=ckpt, device=dev, clip_pretrained=clip_pretrained,
                                    sam_checkpoint=sam_checkpoint)
     return _MODELS[key]
 
 
-def segment(image, class_names: Sequence[str], *, model: Optional[EBSeg] = None, preset: str = "vit_b",
+def segment(image, class_names: Sequence[str], *, model: Optional[EBSegPredictor] = None, preset: str = "vit_b",
             checkpoint: Optional[str] = "released", device: Optional[str] = "auto", seen=None,
             **classify_kwargs) -> Prediction:
     """Segment ``image`` with an own vocabulary.
@@ -50,7 +47,7 @@ def segment(image, class_names: Sequence[str], *, model: Optional[EBSeg] = None,
         seen: (K,) bool, or None for the synonym rule against COCO-Stuff (the training vocabulary).
         classify_kwargs: ``balancing="paper"``, ``w_seen=...``, ``w_new=...``.
     Returns:
-        :class:`~ebseg_lite.outputs.Prediction` (``labels``, ``class_probs``, ``sem_seg``, ...).
+        :class:`~ebseg_lite.inference.outputs.Prediction` (``labels``, ``class_probs``, ``sem_seg``, ...).
     """
     model = model or get_model(preset, checkpoint, device=device)
     return model.predict(image, class_names, seen=seen, **classify_kwargs)

@@ -20,10 +20,13 @@ import torch
 from open_clip.pretrained import download_pretrained_from_hf
 from torch import nn
 
-from .config import EBSegConfig, get_preset
-from .model import EBSeg
-from .sam_features import build_sam_encoder
-from .weights import CheckpointError, WeightsUnavailable, load_sam_checkpoint, read_state_dict
+from ebseg_lite import registry
+from ebseg_lite.config import EBSegConfig, get_preset
+from ebseg_lite.inference.predictor import EBSegPredictor
+from ebseg_lite.modeling.ebseg import EBSeg
+from ebseg_lite.modeling.sam_features import build_sam_encoder
+from ebseg_lite.io.checkpoints import load_checkpoint, load_sam_checkpoint
+from ebseg_lite.io.files import CheckpointError, WeightsUnavailable, read_state_dict
 
 SAM_ENV = "EBSEG_SAM_CHECKPOINT"
 SAM_URLS = {768: "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"}
@@ -105,11 +108,8 @@ def build_clip(cfg, pretrained: Optional[str]) -> Tuple[nn.Module, Any]:
         mcfg["quick_gelu"] = cfg.quick_gelu
         model = open_clip.CLIP(**mcfg)
         tok = open_clip.SimpleTokenizer(context_length=mcfg["text_cfg"].get("context_length", 77))
-        if cfg.tokenizer == "toy":  # the toy world's compact tokenizer, rebuilt from the weights file
-            from .toyworld.tokenizer import ToyTokenizer, tokenizer_from_checkpoint
-            tok = (tokenizer_from_checkpoint(pretrained) if pretrained and os.path.isfile(pretrained)
-                   else ToyTokenizer.from_world(context_length=mcfg["text_cfg"]["context_length"],
-                                                vocab_size=mcfg["text_cfg"]["vocab_size"]))
+        if cfg.tokenizer != "open_clip":  # a plug-in's tokenizer (the toy world's compact one)
+            tok = registry.lookup("tokenizer", cfg.tokenizer)(mcfg, pretrained)
         if pretrained:
             if not os.path.isfile(pretrained):
                 raise WeightsUnavailable(f"CLIP weights file {pretrained!r} not found; the {cfg.model_name} "
@@ -143,19 +143,6 @@ def build_sam(cfg, checkpoint: Optional[str]) -> nn.Module:
     return enc
 
 
-def _check_toy_weights(clip_path: Optional[str], sam_path: Optional[str]) -> None:
-    """The toy preset's weights are made on a CPU in minutes; say how when they are missing."""
-    from .config import TOY_WEIGHTS_ENV
-    cmds = {"toy_clip": "pretrain-clip", "toy_sam": "pretrain-sam"}
-    for path in (clip_path, sam_path):
-        if path and not os.path.isfile(path):
-            cmd = next((c for k, c in cmds.items() if k in os.path.basename(path)), "pretrain-clip / pretrain-sam")
-            raise WeightsUnavailable(
-                f"toy preset weights not found at {path!r}. Make them (about a quarter of an hour on one CPU "
-                f"thread) with\n    ebseg-lite toyworld {cmd} --out {path} --seed 0\nor point {TOY_WEIGHTS_ENV} "
-                "at a folder holding toy_clip.safetensors and toy_sam.safetensors.")
-
-
 def _apply_overrides(cfg: EBSegConfig, overrides: dict) -> EBSegConfig:
     for key, val in overrides.items():
         if key in ("clip", "sam", "decoder", "inference") and isinstance(val, dict):
@@ -170,8 +157,12 @@ def _apply_overrides(cfg: EBSegConfig, overrides: dict) -> EBSegConfig:
 
 def build_model(preset: str = "tiny", *, clip_pretrained: Optional[str] = None, sam_checkpoint: Optional[str] = None,
                 checkpoint: Optional[str] = None, device: Optional[str] = "cpu", seed: Optional[int] = 0,
-                **overrides) -> EBSeg:
-    """Build EBSeg at a preset ("tiny", "toy", "vit_b", "vit_l").
+                **overrides) -> EBSegPredictor:
+    """Build EBSeg at a preset ("tiny", "toy", "vit_b", "vit_l") and wrap it in a predictor.
+
+    Returns an :class:`~ebseg_lite.inference.predictor.EBSegPredictor` (``encode``, ``classify``,
+    ``predict``, ``text_embeddings``); its ``.model`` is the :class:`~ebseg_lite.modeling.ebseg.EBSeg`
+    ``nn.Module`` (what training, checkpoints and the stage notebooks use).
 
     Args:
         clip_pretrained: open_clip tag ("openai"), local file, or "hf-hub:org/repo".
@@ -182,8 +173,9 @@ def build_model(preset: str = "tiny", *, clip_pretrained: Optional[str] = None, 
         overrides: e.g. ``inference={"balancing": "paper"}`` or ``decoder={"num_queries": 50}``.
     """
     cfg = _apply_overrides(get_preset(preset), overrides)
-    if cfg.preset == "toy":
-        _check_toy_weights(clip_pretrained or cfg.clip.pretrained, sam_checkpoint or cfg.sam.checkpoint)
+    if registry.has("weights_check", cfg.preset):  # a plug-in preset explains how to make its weights
+        registry.lookup("weights_check", cfg.preset)(clip_pretrained or cfg.clip.pretrained,
+                                                     sam_checkpoint or cfg.sam.checkpoint)
     if seed is not None:
         torch.manual_seed(seed)
     clip_pretrained = clip_pretrained or cfg.clip.pretrained
@@ -192,10 +184,9 @@ def build_model(preset: str = "tiny", *, clip_pretrained: Optional[str] = None, 
     sam = build_sam(cfg.sam, sam_checkpoint)
     model = EBSeg(cfg, clip_model, tok, sam)
     if checkpoint:
-        from .weights import load_checkpoint
         load_checkpoint(model, checkpoint)
     elif preset != "tiny" and not (clip_pretrained and (sam_checkpoint or cfg.sam.checkpoint or os.environ.get(SAM_ENV))):
         warnings.warn(f"{preset}: built with random weights for CLIP and/or SAM and an untrained decoder; "
                       "predictions are meaningless. Pass checkpoint='EBSeg_base.pth' (official weights) or "
                       "clip_pretrained='openai' and sam_checkpoint=... before training.", stacklevel=2)
-    return model.to(resolve_device(device)).eval()
+    return EBSegPredictor(model.to(resolve_device(device)).eval())

@@ -1,18 +1,19 @@
-"""Dataclass configs, one per concern, and the named presets ``tiny``, ``toy``, ``vit_b`` and ``vit_l``.
+"""Dataclass configs, one per concern, and the core presets ``tiny``, ``vit_b`` and ``vit_l``.
 
 Values follow the official EBSeg configs (configs/ebseg/ebseg_{b,l}.yaml of slonetime/EBSeg) and
 ``../shared/ebseg-spec.md``. ``tiny`` is a random-initialised miniature for tests, CI and notebooks
-on a CPU; ``toy`` is the toy world's model (ebseg_lite/toyworld): a tiny CLIP and SAM pretrained on
-toy scenes, whose weights ship in ``data_samples/toyworld``. A preset is a plain function returning an :class:`EBSegConfig`; override fields with
-``dataclasses.replace`` or the ``**overrides`` of :func:`ebseg_lite.build_model`.
+on a CPU. Presets live in :mod:`ebseg_lite.registry`; the toy world registers ``toy`` itself
+(:mod:`ebseg_lite.toyworld.presets`). A preset is a plain function returning an
+:class:`EBSegConfig`; override fields with ``dataclasses.replace`` or the ``**overrides`` of
+:func:`ebseg_lite.build_model`.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
+
+from ebseg_lite import registry
 
 
 @dataclass
@@ -23,7 +24,7 @@ class ClipConfig:
     pretrained: Optional[str] = None       # tag ("openai"), local file, or "hf-hub:org/repo"
     quick_gelu: bool = True                # OpenAI CLIP uses QuickGELU (official: open_clip 2.20 OpenAI arch)
     custom_cfg: Optional[Dict[str, Any]] = None  # open_clip model cfg for miniature CLIPs (tiny)
-    tokenizer: str = "open_clip"           # "open_clip" | "toy" (ebseg_lite.toyworld.tokenizer, 256 ids)
+    tokenizer: str = "open_clip"           # "open_clip" or a registered tokenizer name ("toy")
     input_scale: float = 0.5               # p: CLIP sees the image scaled by p (0.5 -> 320 for 640)
     feature_blocks: Tuple[int, ...] = (3, 6, 9)
     surgery_start: Optional[int] = None    # first block of the Surgery stream; None -> layers // 6
@@ -113,16 +114,6 @@ TINY_CLIP_CFG: Dict[str, Any] = {
 }
 
 
-#: The toy world's CLIP (ebseg_lite/toyworld): 64 px images, a 256-row token table for the compact
-#: toy tokenizer (ebseg_lite.toyworld.tokenizer), context 32 for four-object captions.
-TOY_CLIP_CFG: Dict[str, Any] = {
-    "embed_dim": 64,
-    "quick_gelu": True,
-    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 64, "layers": 4, "head_width": 16},
-    "text_cfg": {"context_length": 32, "vocab_size": 256, "width": 64, "heads": 4, "layers": 2},
-}
-
-
 def tiny() -> EBSegConfig:
     """A miniature of every stage: forward on a 128x128 image in well under a second on a CPU."""
     return EBSegConfig(
@@ -134,40 +125,6 @@ def tiny() -> EBSegConfig:
                               dec_layers=3, gn_groups=32),
         inference=InferenceConfig(short_side=128, max_size=512),
         preset="tiny",
-    )
-
-
-TOY_WEIGHTS_ENV = "EBSEG_TOY_WEIGHTS"
-
-
-def toy_weights_dir() -> Path:
-    """Folder of the shipped toy CLIP / SAM weights: ``$EBSEG_TOY_WEIGHTS`` or ``<repo>/data_samples/toyworld``."""
-    env = os.environ.get(TOY_WEIGHTS_ENV)
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "data_samples" / "toyworld"
-
-
-def toy_sam_config() -> SamConfig:
-    """The toy SAM image encoder: patch 8 at 128 px (16 x 16 tokens), four blocks, all global
-    attention, so res2..res5 are the four block outputs resized x2, x1, x0.5, x0.25 (strides 4..32)."""
-    return SamConfig(embed_dim=96, depth=4, num_heads=4, global_attn_indexes=(0, 1, 2, 3), window_size=8,
-                     patch_size=8, pretrain_img_size=128, scales=(2.0, 1.0, 0.5, 0.25))
-
-
-def toy() -> EBSegConfig:
-    """The toy world's EBSeg: CLIP and SAM pretrained on toy scenes (``ebseg-lite toyworld
-    pretrain-clip`` / ``pretrain-sam``), decoder as ``tiny``; seen/new against the toy seen classes."""
-    d = toy_weights_dir()
-    return EBSegConfig(
-        clip=ClipConfig(model_name="ebseg-toy", custom_cfg=TOY_CLIP_CFG, tokenizer="toy",
-                        pretrained=str(d / "toy_clip.safetensors"), feature_blocks=(1, 2, 3)),
-        sam=dataclasses.replace(toy_sam_config(), checkpoint=str(d / "toy_sam.safetensors")),
-        decoder=DecoderConfig(conv_dim=64, mask_dim=64, enc_layers=2, enc_heads=4, enc_points=4,
-                              enc_ffn=128, hidden_dim=64, num_queries=20, nheads=4, ffn_dim=128,
-                              dec_layers=3, gn_groups=32),
-        inference=InferenceConfig(short_side=128, max_size=512),
-        train_vocabulary="toyworld_seen",
-        templates="toy",
-        preset="toy",
     )
 
 
@@ -185,10 +142,17 @@ def vit_l() -> EBSegConfig:
     )
 
 
-PRESETS: Dict[str, Callable[[], EBSegConfig]] = {"tiny": tiny, "toy": toy, "vit_b": vit_b, "vit_l": vit_l}
+for _name, _fn in {"tiny": tiny, "vit_b": vit_b, "vit_l": vit_l}.items():
+    registry.register("preset", _name, _fn)
+
+
+def preset_names():
+    """Every registered model preset (the toy world's ``toy`` among them)."""
+    return registry.names("preset")
 
 
 def get_preset(name: str) -> EBSegConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name]()
+    """A fresh :class:`EBSegConfig` for a registered preset name."""
+    if not registry.has("preset", name):
+        raise ValueError(f"unknown preset {name!r}; choose one of {preset_names()}")
+    return registry.lookup("preset", name)()

@@ -20,9 +20,9 @@ def sample(h=90, w=120, seed=0):
 
 def test_short_side_choices_and_rule():
     assert A.TRAIN_SHORT_SIDES == tuple(range(320, 961, 64))
-    assert A.short_side_size(480, 640, 320, 2560) == (320, 427)
-    assert A.short_side_size(640, 480, 960, 2560) == (1280, 960)
-    assert A.short_side_size(100, 2000, 960, 2560) == (128, 2560)  # long side capped
+    assert A.shortest_edge_size(480, 640, 320, 2560) == (320, 427)
+    assert A.shortest_edge_size(640, 480, 960, 2560) == (1280, 960)
+    assert A.shortest_edge_size(100, 2000, 960, 2560) == (128, 2560)  # long side capped
 
 
 def test_same_seed_same_output_and_seeds_differ():

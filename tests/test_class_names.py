@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from ebseg_lite.data.class_names import load_class_names, read_class_file, seen_split
+from ebseg_lite.data.vocabularies import load_class_names, read_class_file, seen_split
 from ebseg_lite.vocabulary import synonyms
 
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 import ebseg_lite
-from ebseg_lite.cli import main
+from ebseg_lite.cli.main import main
 
 
 @pytest.fixture
@@ -50,10 +50,6 @@ def test_segment_command_errors_are_one_line(tmp_path, capsys):
     rc = main(["segment", str(tmp_path / "missing.png"), "--preset", "tiny", "--checkpoint", "none"])
     assert rc == 2 and "--classes" in capsys.readouterr().err
 
-
-def test_demo_command(tmp_path):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "demo_overlay.png").is_file() and (tmp_path / "demo_overlay.json").is_file()
 
 
 def test_segment_function(image_path):

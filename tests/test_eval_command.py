@@ -4,7 +4,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from ebseg_lite.cli import main
+from ebseg_lite.cli.main import main
 from ebseg_lite.data.datasets import BENCHMARKS
 
 

@@ -10,9 +10,9 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from ebseg_lite.builder import build_model
-from ebseg_lite.cli import main
+from ebseg_lite.cli.main import main
 from ebseg_lite.data.datasets import BENCHMARKS, build_dataset
-from ebseg_lite.evaluate import evaluate
+from ebseg_lite.eval.loop import evaluate
 
 H, W, N_IMAGES = 40, 50, 3  # odd count: rank 0 takes images 0 and 2, rank 1 image 1
 

@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ebseg_lite.evaluation import SemSegEvaluator, confusion_matrix, format_table
+from ebseg_lite.eval.metrics import SemSegEvaluator, confusion_matrix, format_table
 
 # 3 classes; the pixel at (1, 2) is ignored
 GT = np.array([[0, 0, 1], [1, 2, 255]])

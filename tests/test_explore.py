@@ -1,10 +1,10 @@
-"""The balancing explorer's pure functions (ebseg_lite.explore)."""
+"""The balancing explorer's pure functions (ebseg_lite.notebook.explore)."""
 import math
 
 import pytest
 import torch
 
-from ebseg_lite.explore import (branch_weights, contributions, explore, explorer_figure, parse_vocabulary,
+from ebseg_lite.notebook.explore import (branch_weights, contributions, explore, explorer_figure, parse_vocabulary,
                                 query_at)
 
 
@@ -85,8 +85,8 @@ def test_query_at_is_the_dominant_term_of_eq14(tiny_model, encoded):
     y, x = 10, 20
     q = query_at(pred, y, x)
     k = int(pred.labels[y, x])
-    from ebseg_lite.outputs import upsample_masks
-    terms = pred._map_probs[:, k] * upsample_masks(pred.masks, encoded)[:, y, x].sigmoid()
+    from ebseg_lite.inference.outputs import upsample_masks
+    terms = pred.map_probs[:, k] * upsample_masks(pred.masks, encoded)[:, y, x].sigmoid()
     assert terms[q] == terms.max()
     with pytest.raises(ValueError, match="outside"):
         query_at(pred, 96, 0)

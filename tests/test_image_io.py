@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ebseg_lite.image_io import load_image, pad_to_multiple, resize_shortest_edge, shortest_edge_size
+from ebseg_lite.io.images import load_image, pad_to_multiple, resize_shortest_edge, shortest_edge_size
 from ebseg_lite.shapes import check_shape
 
 

@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 import ebseg_lite
-from ebseg_lite import check_shape, clip_dense, mask_attention, sam_features
-from ebseg_lite.outputs import label_map
-from ebseg_lite.transformer_decoder import PredictionHead
+from ebseg_lite import check_shape
+from ebseg_lite.modeling import clip_dense, mask_attention, sam_features
+from ebseg_lite.inference.outputs import label_map
+from ebseg_lite.modeling.transformer_decoder import PredictionHead
 from conftest import quiet_build
 
 NAMES = ["cat", "sofa", "road, route", "purple thing"]
@@ -17,7 +18,7 @@ NAMES = ["cat", "sofa", "road, route", "purple thing"]
 
 def test_shape_contract(tiny_model, rgb_image):
     m, cfg = tiny_model, tiny_model.cfg
-    n, c, nh = cfg.decoder.num_queries, m.embed_dim, m.clip_heads
+    n, c, nh = cfg.decoder.num_queries, m.model.embed_dim, m.model.clip_heads
     enc = m.encode(rgb_image)
     hp, wp = enc.padded_size
     assert (hp % 32, wp % 32) == (0, 0)
@@ -44,7 +45,7 @@ def test_shape_contract(tiny_model, rgb_image):
 
 
 def test_only_new_modules_and_pos_embeds_get_gradients(tiny_model, rgb_image):
-    m = quiet_build("tiny", seed=1).train()
+    m = quiet_build("tiny", seed=1).model.train()
     # Deformable attention starts with zero offset/weight projections (as the official code), which
     # blocks gradients to the level embedding at step 0 only; perturb them to test every path.
     for layer in m.pixel_decoder.layers:
@@ -71,7 +72,7 @@ def test_dense_clip_reproduces_open_clip_encode_image(arch):
     import open_clip
     torch.manual_seed(0)
     if arch == "tiny":
-        clip = quiet_build("tiny").clip
+        clip = quiet_build("tiny").model.clip
     else:
         clip = open_clip.create_model("ViT-B-16", force_quick_gelu=True)
     clip.eval()
@@ -87,7 +88,7 @@ def test_dense_clip_reproduces_open_clip_encode_image(arch):
 
 
 def test_sam_path_matches_segment_anything_blocks(tiny_model):
-    enc, cfg = tiny_model.sam, tiny_model.cfg.sam
+    enc, cfg = tiny_model.model.sam, tiny_model.cfg.sam
     x = torch.randn(1, 3, cfg.pretrain_img_size, cfg.pretrain_img_size)
     caught = {}
     hooks = [enc.blocks[i].register_forward_hook(lambda mod, inp, out, i=i: caught.__setitem__(i, out))
@@ -123,9 +124,9 @@ def test_inference_runs_head_bias_and_fclip_once(tiny_model, rgb_image, monkeypa
     assert head["n"] == 1 and bias["n"] == 1
     assert proj["n"] == 2  # B and F_clip, once each
     head["n"] = bias["n"] = 0
-    tiny_model.train()
+    tiny_model.model.train()
     try:
-        tiny_model.forward_features(rgb_image[None], inference=False)
+        tiny_model.model.forward_features(rgb_image[None], inference=False)
     finally:
         tiny_model.eval()
     layers = tiny_model.cfg.decoder.dec_layers + 1
@@ -139,8 +140,8 @@ def test_encode_once_classify_many(tiny_model, rgb_image, monkeypatch):
         raise AssertionError("an image encoder ran during classify")
     for mod, name in ((clip_dense, "dense_clip_features"), (sam_features, "sam_multiscale_features")):
         monkeypatch.setattr(mod, name, boom)
-    monkeypatch.setattr(tiny_model.sam, "forward", boom)
-    monkeypatch.setattr(tiny_model.clip.visual, "forward", boom)
+    monkeypatch.setattr(tiny_model.model.sam, "forward", boom)
+    monkeypatch.setattr(tiny_model.model.clip.visual, "forward", boom)
     misses = tiny_model._text_cache.misses
     p1 = tiny_model.classify(enc, NAMES)
     p2 = tiny_model.classify(enc, ["dog", "grass"])
@@ -170,10 +171,10 @@ def test_surgery_bias_alias_changes_nothing(rgb_image):
 
 def test_label_map_chunks_equal_full(tiny_model, rgb_image):
     p = tiny_model.predict(rgb_image, NAMES)
-    from ebseg_lite.outputs import upsample_masks
+    from ebseg_lite.inference.outputs import upsample_masks
     m = upsample_masks(p.masks, p.encoded)
-    full_l, full_s = label_map(p._map_probs, m, max_elems=1 << 30)
-    small_l, small_s = label_map(p._map_probs, m, max_elems=100)
+    full_l, full_s = label_map(p.map_probs, m, max_elems=1 << 30)
+    small_l, small_s = label_map(p.map_probs, m, max_elems=100)
     assert torch.equal(full_l, small_l) and torch.allclose(full_s, small_s)
 
 

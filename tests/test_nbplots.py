@@ -4,7 +4,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from ebseg_lite.nbplots import (class_legend, compare_probs, cosine_maps, fisher_ratio, highlight, matched_queries,
+from ebseg_lite.viz.features import (class_legend, compare_probs, cosine_maps, fisher_ratio, highlight, matched_queries,
                                 pca_rgb, show_grid)
 
 

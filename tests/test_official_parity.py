@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import ebseg_lite
-from ebseg_lite.official import load_official_state_dict
+from ebseg_lite.io.official import load_official_state_dict
 from official_reference import official_state_dict, reference_dir
 
 REF = reference_dir()
@@ -31,7 +31,7 @@ def run():
     enc = model.encode(torch.from_numpy(z["image"]))
     pred = model.classify(enc, names, seen=torch.from_numpy(z["seen"]))
     ours = {
-        "text_embeds": pred.text, "bg_embed": F.normalize(model.bg_embed.detach(), dim=-1),
+        "text_embeds": pred.text, "bg_embed": F.normalize(model.model.bg_embed.detach(), dim=-1),
         "clip_feats_3": enc.clip_feats[3], "clip_feats_6": enc.clip_feats[6], "clip_feats_9": enc.clip_feats[9],
         "sam_res4": enc.sam_feats["res4"], "sam_res5": enc.sam_feats["res5"],
         "mask_features_pool4": F.avg_pool2d(enc.mask_features[None], 4)[0],

@@ -7,10 +7,10 @@ from matplotlib.axes import Axes
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from ebseg_lite.evaluation import SemSegEvaluator
-from ebseg_lite.plots import (NEW_COLOR, SEEN_COLOR, confusion_from_evaluator, plot_confusion,
+from ebseg_lite.eval.metrics import SemSegEvaluator
+from ebseg_lite.viz.eval_plots import (NEW_COLOR, SEEN_COLOR, confusion_from_evaluator, plot_confusion,
                               plot_per_class_iou)
-from ebseg_lite.visualize import class_colors
+from ebseg_lite.viz.overlays import class_colors
 
 NAMES = ["cat", "sofa, couch", "lamp", "window"]
 # class 3 ("window") has no ground-truth pixel; (1, 3) is ignored

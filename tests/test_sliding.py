@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ebseg_lite.sliding import (resize_argmax, sliding_window_predict, sliding_windows, window_and_stride,
+from ebseg_lite.inference.sliding import (resize_argmax, sliding_window_predict, sliding_windows, window_and_stride,
                                 window_starts)
 
 NAMES = ["sky", "grass", "house", "tree", "ball"]

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from ebseg_lite.toyworld import ToyWorld
-from ebseg_lite.toyworld import pipeline
-from ebseg_lite.toyworld.pipeline import MODES, SeenVocabulary, ToyRun, evaluate_modes, run_demo, test_set
+from ebseg_lite.toyworld import experiments as pipeline
+from ebseg_lite.toyworld.experiments import MODES, ToyRun, evaluate_toy_modes as evaluate_modes, run_demo, held_out_scenes
+from ebseg_lite.toyworld.presets import SeenVocabulary
 
 SMALL = ToyRun(steps=3, batch_size=2, train_scenes=6, test_scenes=3)
 
@@ -31,7 +32,7 @@ def test_modes_cover_the_paper_tables_and_official_mode_is_the_default(tmp_path,
     monkeypatch.setenv("EBSEG_CACHE", str(tmp_path))
     assert {"A", "B", "D", "A+B", "A+D", "B+D", "A+B+D official", "A+B+D paper", "A+B+D unbalanced"} <= set(MODES)
     model = pipeline.toy_model(run=SMALL, progress=False)
-    test = test_set(2)
+    test = held_out_scenes(2)
     res = evaluate_modes(model, test, progress=False)
     w = ToyWorld()
     for m, r in res.items():
@@ -49,7 +50,7 @@ def test_trained_model_is_cached(tmp_path, monkeypatch):
     first = pipeline.toy_model(ssc=False, run=SMALL, progress=False)
     monkeypatch.setattr(pipeline, "train_toy_model", lambda **kw: (_ for _ in ()).throw(AssertionError("retrained")))
     again = pipeline.toy_model(ssc=False, run=SMALL, progress=False)
-    for (k, a), b in zip(first.state_dict().items(), again.state_dict().values()):
+    for (k, a), b in zip(first.model.state_dict().items(), again.model.state_dict().values()):
         assert torch.equal(a, b), k
 
 
@@ -85,8 +86,8 @@ def test_per_class_figure_shows_percent():
 def test_demo_command_and_ship(tmp_path, monkeypatch, capsys):
     """`ebseg-lite toyworld demo` at a reduced size; --ship puts the seed-0 models where toy_model finds them."""
     import shutil
-    from ebseg_lite.cli import main
-    from ebseg_lite.config import toy_weights_dir
+    from ebseg_lite.cli.main import main
+    from ebseg_lite.toyworld.presets import toy_weights_dir
     weights = tmp_path / "weights"
     weights.mkdir()
     for name in ("toy_clip.safetensors", "toy_sam.safetensors"):

@@ -7,12 +7,12 @@ import torch
 
 import ebseg_lite
 from ebseg_lite.builder import WeightsUnavailable
-from ebseg_lite.cli import main
-from ebseg_lite.config import toy, toy_weights_dir
+from ebseg_lite.cli.main import main
+from ebseg_lite.toyworld.presets import toy, toy_weights_dir
 from ebseg_lite.toyworld import ToyWorld
 from ebseg_lite.toyworld.pretrain_clip import load_toy_clip, zero_shot_accuracy
 from ebseg_lite.toyworld.tokenizer import PAD, SOT, UNK, ToyTokenizer, corpus_strings
-from ebseg_lite.weights import checkpoint_metadata, read_state_dict
+from ebseg_lite.io.checkpoints import checkpoint_metadata, read_state_dict
 
 SHIPPED = toy_weights_dir()
 
@@ -75,9 +75,9 @@ def toy_model():
 def test_build_toy_loads_shipped_weights(toy_model):
     w = ToyWorld()
     clip_sd = read_state_dict(SHIPPED / "toy_clip.safetensors")
-    assert torch.equal(toy_model.clip.visual.conv1.weight, clip_sd["visual.conv1.weight"])
+    assert torch.equal(toy_model.model.clip.visual.conv1.weight, clip_sd["visual.conv1.weight"])
     sam_sd = read_state_dict(SHIPPED / "toy_sam.safetensors")
-    assert torch.equal(toy_model.sam.patch_embed.proj.weight, sam_sd["image_encoder.patch_embed.proj.weight"])
+    assert torch.equal(toy_model.model.sam.patch_embed.proj.weight, sam_sd["image_encoder.patch_embed.proj.weight"])
     assert toy_model.train_class_names == w.seen_names
     pred = toy_model.predict(w.scene(0).image, w.class_names)
     assert pred.labels.shape == (128, 128)
@@ -85,7 +85,7 @@ def test_build_toy_loads_shipped_weights(toy_model):
 
 
 def test_shipped_clip_zero_shot(toy_model):
-    acc = zero_shot_accuracy(toy_model.clip, toy_model.tokenizer, ToyWorld(), per_class=2, seed=1)
+    acc = zero_shot_accuracy(toy_model.model.clip, toy_model.model.tokenizer, ToyWorld(), per_class=2, seed=1)
     # measured on the shipped weights with these arguments: things 51.7% (new 60.7%), stuff 100%;
     # chance 1/30 and 1/6 (see data_samples/toyworld/README.md)
     assert acc["thing_acc"] > 3 * acc["thing_chance"]

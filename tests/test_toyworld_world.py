@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ebseg_lite.data.class_names import load_class_names
+from ebseg_lite.data.vocabularies import load_class_names
 from ebseg_lite.toyworld import IGNORE, ToyWorld
 from ebseg_lite.vocabulary import seen_mask
 

@@ -7,7 +7,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ebseg_lite.visualize import (class_colors, legend_entries, overlay, plot_class_probs, save_overlay,
+from ebseg_lite.viz.overlays import (class_colors, legend_entries, overlay, plot_class_probs, save_overlay,
                                   show_heatmaps)
 
 NAMES = ["sky", "grass", "house", "tree", "ball"]

@@ -22,9 +22,9 @@ import ebseg_lite
 from ebseg_lite import builder
 from ebseg_lite.builder import SAM_ENV, WeightsUnavailable
 from ebseg_lite.config import TINY_CLIP_CFG, ClipConfig, get_preset
-from ebseg_lite.samples import make_sample_scene
-from ebseg_lite.sam_features import build_sam_encoder
-from ebseg_lite.weights import CheckpointError, atomic_write, checkpoint_metadata, load_checkpoint, save_checkpoint
+from ebseg_lite.modeling.sam_features import build_sam_encoder
+from ebseg_lite.io.checkpoints import checkpoint_metadata, load_checkpoint, save_checkpoint
+from ebseg_lite.io.files import CheckpointError, atomic_write
 
 HF_REVISION = "0123456789abcdef0123456789abcdef01234567"  # any 40-hex commit hash
 
@@ -51,6 +51,7 @@ def build(seed=0, **kwargs):
 
 
 def state(module):
+    module = getattr(module, "model", module)  # a predictor's nn.Module
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
@@ -132,7 +133,7 @@ def test_save_load_round_trip(tmp_path):
 
 def test_trainable_only(tmp_path):
     a, b = build(seed=0), build(seed=1)
-    trainable = {n for n, p in a.named_parameters() if p.requires_grad}
+    trainable = {n for n, p in a.model.named_parameters() if p.requires_grad}
     assert "clip.visual.positional_embedding" in trainable and "clip.visual.conv1.weight" not in trainable
     full = save_checkpoint(a, tmp_path / "full.safetensors")
     part = save_checkpoint(a, tmp_path / "part.safetensors", trainable_only=True)
@@ -196,7 +197,7 @@ def test_loading_refreshes_cached_text_embeddings(tmp_path):
 @pytest.mark.parametrize("wrap", ["plain", "model", "state_dict+epoch"])
 def test_pth_state_dict(tmp_path, wrap):
     a, b = build(seed=0), build(seed=1)
-    sd = a.state_dict()
+    sd = a.model.state_dict()
     obj = {"plain": sd, "model": {"model": sd}, "state_dict+epoch": {"state_dict": sd, "epoch": 3}}[wrap]
     torch.save(obj, tmp_path / "model.pth")
     assert load_checkpoint(b, tmp_path / "model.pth") == {"missing": [], "unexpected": []}
@@ -215,7 +216,7 @@ def test_pickled_code_is_refused_and_never_run(tmp_path, legacy):
 
     # torch.save'd tensors next to the payload; a plain pickle of tensors would be refused for its
     # storage class before the payload is reached, so the plain pickle carries the payload alone
-    sd = {} if legacy else {k: v for k, v in list(build().state_dict().items())[:3]}
+    sd = {} if legacy else {k: v for k, v in list(build().model.state_dict().items())[:3]}
     control, marker = tmp_path / "control_ran", tmp_path / "evil_ran"
     write({**sd, "payload": RunsCode(control)}, tmp_path / "control.pth")
     if legacy:  # proof that the file is dangerous
@@ -266,7 +267,7 @@ def test_corrupt_or_truncated_file(tmp_path, case):
         save_checkpoint(model, path)
         _half(path)
     elif case == "half.pth":
-        torch.save(model.state_dict(), path)
+        torch.save(model.model.state_dict(), path)
         _half(path)
     else:
         path.write_bytes({"zeros.pth": b"\x00" * 4096, "html.pth": b"<!DOCTYPE html><html>404</html>\n",
@@ -312,8 +313,8 @@ def test_clip_from_local_open_clip_file(tmp_path, suffix):
     sd = {k: v.contiguous() for k, v in src.state_dict().items()}
     save_file(sd, str(path)) if suffix == ".safetensors" else torch.save(sd, path)
     model = build(clip_pretrained=str(path))
-    assert_same(state(model.clip), state(src))
-    assert n_differ(state(build().clip), state(src)) > 10  # a plain build has other weights
+    assert_same(state(model.model.clip), state(src))
+    assert n_differ(state(build().model.clip), state(src)) > 10  # a plain build has other weights
     assert model.cfg.clip.pretrained == str(path)
 
 
@@ -349,9 +350,9 @@ def hf_tiny_clip(offline):
 def test_clip_from_hf_hub_cache(hf_tiny_clip):
     src, _ = hf_tiny_clip
     model = build(clip_pretrained="hf-hub:tester/tiny-clip")
-    assert_same(state(model.clip), state(src))
+    assert_same(state(model.model.clip), state(src))
     assert model.cfg.clip.pretrained == "hf-hub:tester/tiny-clip"
-    enc = model.encode(make_sample_scene(seed=0, size=(128, 128)))
+    enc = model.encode(torch.randint(0, 256, (3, 128, 128), generator=torch.Generator().manual_seed(0), dtype=torch.uint8))
     assert tuple(enc.masks.shape) == (20, 32, 32) and tuple(enc.A.shape) == (20, 64)
     assert torch.isfinite(enc.masks).all() and torch.isfinite(enc.F_clip).all()
     pred = model.classify(enc, ["sky", "grass", "ball"])
@@ -429,8 +430,8 @@ def test_sam_checkpoint(tmp_path, monkeypatch, how):
         model = build()
     else:
         model = build(sam_checkpoint=str(path))
-    assert_same(state(model.sam), want)
-    assert n_differ(state(model.sam), state(build_sam_encoder(get_preset("tiny").sam))) > 10
+    assert_same(state(model.model.sam), want)
+    assert n_differ(state(model.model.sam), state(build_sam_encoder(get_preset("tiny").sam))) > 10
 
 
 def test_sam_missing_file(tmp_path, monkeypatch):
@@ -476,7 +477,7 @@ def test_official_format_is_detected(tmp_path, keys, match):
 
 def test_released_checkpoint_offline_says_what_to_download(tmp_path, monkeypatch):
     import ebseg_lite
-    from ebseg_lite.official import download_released
+    from ebseg_lite.io.official import download_released
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.delenv("EBSEG_CHECKPOINT_DIR", raising=False)

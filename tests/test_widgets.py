@@ -4,7 +4,7 @@ import torch
 
 pytest.importorskip("ipywidgets")
 
-from ebseg_lite.widgets import BalancingExplorer  # noqa: E402
+from ebseg_lite.notebook.widgets import BalancingExplorer  # noqa: E402
 
 NAMES = ["cat", "sofa", "road, route"]
 
@@ -23,7 +23,7 @@ def no_encoder(tiny_model, encoded_pair, monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("the explorer called an encoder")
     monkeypatch.setattr(tiny_model, "encode", refuse)
-    monkeypatch.setattr(tiny_model, "forward_features", refuse)
+    monkeypatch.setattr(tiny_model.model, "forward_features", refuse)
     return tiny_model
 
 

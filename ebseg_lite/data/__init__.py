@@ -5,7 +5,7 @@
     ds = build_dataset("ade20k_150", root="/data")                     # or $EBSEG_DATA
     ds[0]["image"], ds[0]["label"]                                     # (3, H, W) uint8, (H, W) int64
 """
-from ebseg_lite.data.class_names import (
+from ebseg_lite.data.vocabularies import (
     BUILTIN_VOCABULARIES,
     TRAIN_VOCABULARY,
     USER_CLASS_FILES,
@@ -13,16 +13,8 @@ from ebseg_lite.data.class_names import (
     read_class_file,
     seen_split,
 )
-from ebseg_lite.data.datasets import (
-    BENCHMARKS,
-    BenchmarkSpec,
-    FolderDataset,
-    SemSegDataset,
-    build_dataset,
-    read_image,
-    read_label,
-    resolve_data_root,
-)
+from ebseg_lite.data.datasets import FolderDataset, SemSegDataset, build_dataset, read_image, read_label
+from ebseg_lite.data.layouts import BENCHMARKS, BenchmarkSpec, resolve_data_root
 
 __all__ = [
     "BENCHMARKS", "BUILTIN_VOCABULARIES", "BenchmarkSpec", "FolderDataset", "SemSegDataset",

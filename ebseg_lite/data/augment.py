@@ -16,6 +16,8 @@ from typing import Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from ebseg_lite.io.images import shortest_edge_size
+
 Pair = Tuple[torch.Tensor, torch.Tensor]  # image (3, H, W) uint8, label (H, W) int64
 
 #: Short sides sampled in training: [int(x * 0.1 * 640) for x in range(5, 16)] = 320..960.
@@ -37,17 +39,6 @@ def _coin(gen: torch.Generator) -> bool:
     return _randint(2, gen) == 1
 
 
-def short_side_size(h: int, w: int, short: int, max_size: int) -> Tuple[int, int]:
-    """(new_h, new_w) with the short side ``short`` and the long side at most ``max_size``
-    (detectron2's ResizeShortestEdge rule, rounding half up)."""
-    scale = short / min(h, w)
-    new_h, new_w = h * scale, w * scale
-    if max(new_h, new_w) > max_size:
-        shrink = max_size / max(new_h, new_w)
-        new_h, new_w = new_h * shrink, new_w * shrink
-    return int(new_h + 0.5), int(new_w + 0.5)
-
-
 def resize_pair(image: torch.Tensor, label: torch.Tensor, size: Tuple[int, int]) -> Pair:
     """Resize the image bilinearly (antialiased, like PIL) and the label by nearest neighbour."""
     img = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False,
@@ -61,7 +52,7 @@ def random_resize(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator
                   short_sides: Sequence[int] = TRAIN_SHORT_SIDES, max_size: int = TRAIN_MAX_SIZE) -> Pair:
     """Resize to a short side drawn uniformly from ``short_sides``."""
     short = short_sides[_randint(len(short_sides), gen)]
-    return resize_pair(image, label, short_side_size(image.shape[1], image.shape[2], short, max_size))
+    return resize_pair(image, label, shortest_edge_size(image.shape[1], image.shape[2], short, max_size))
 
 
 def random_crop(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator, size: int = CROP_SIZE) -> Pair:

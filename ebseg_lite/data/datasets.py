@@ -17,76 +17,21 @@ worker processes stay in those processes: use ``scan=True`` to count everything 
 """
 from __future__ import annotations
 
-import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ebseg_lite.data.class_names import load_class_names, read_class_file
+from ebseg_lite.io.images import read_image
+from ebseg_lite.data.layouts import BENCHMARKS, resolve_data_root
+from ebseg_lite.data.vocabularies import load_class_names, read_class_file
 
 PathLike = Union[str, Path]
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
-
-
-@dataclass(frozen=True)
-class BenchmarkSpec:
-    """Where one benchmark split lives under the data root and how its labels are stored."""
-
-    name: str
-    vocabulary: str  # key for load_class_names
-    folder: str  # the dataset's own folder under the data root
-    image_dir: str  # relative to the data root
-    label_dir: str  # relative to the data root
-    label_ext: str  # ".png" or ".tif"
-    ignore_value: int
-    shared_image_dir: bool = False  # images folder holds more than this split (VOC's JPEGImages)
-
-
-def _spec(name, vocab, folder, images, labels, ext, ignore, shared=False) -> BenchmarkSpec:
-    return BenchmarkSpec(name, vocab, folder, f"{folder}/{images}", f"{folder}/{labels}", ext, ignore, shared)
-
-
-BENCHMARKS: Dict[str, BenchmarkSpec] = {
-    s.name: s
-    for s in [
-        _spec("coco_stuff_171_train", "coco_stuff_171", "coco-stuff", "images/train2017",
-              "stuffthingmaps_detectron2/train2017", ".png", 255),
-        _spec("coco_stuff_171_val", "coco_stuff_171", "coco-stuff", "images/val2017",
-              "stuffthingmaps_detectron2/val2017", ".png", 255),
-        _spec("ade20k_150", "ade20k_150", "ADEChallengeData2016", "images/validation",
-              "annotations_detectron2/validation", ".png", 255),
-        _spec("ade20k_847", "ade20k_847", "ADE20K_2021_17_01", "images_detectron2/validation",
-              "annotations_detectron2/validation", ".tif", 65535),
-        _spec("pcontext_59", "pcontext_59", "pcontext59-d2", "val/image", "val/label", ".png", 255),
-        _spec("pcontext_459", "pcontext_459", "pcontext459-d2", "val/image", "val/label", ".tif", 65535),
-        _spec("voc_20", "voc_20", "VOC2012", "JPEGImages", "annotations_detectron2/val", ".png", 255,
-              shared=True),
-    ]
-}
-
-
-def resolve_data_root(root: Optional[PathLike] = None) -> Path:
-    """The data root: ``root`` if given, else ``$EBSEG_DATA``, else ``$DETECTRON2_DATASETS``."""
-    for value in (root, os.environ.get("EBSEG_DATA"), os.environ.get("DETECTRON2_DATASETS")):
-        if value:
-            return Path(value).expanduser()
-    raise RuntimeError(
-        "no data root: pass root=..., or set EBSEG_DATA (or DETECTRON2_DATASETS) to the folder "
-        "that holds coco-stuff/, ADEChallengeData2016/, VOC2012/, ... (detectron2 layout)"
-    )
-
-
-def read_image(path: PathLike) -> torch.Tensor:
-    """(3, H, W) uint8 RGB tensor."""
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"))  # (H, W, 3)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
 def read_label(path: PathLike) -> torch.Tensor:

@@ -6,7 +6,7 @@ One concept per file:
     matcher.py         Hungarian matching (scipy's linear_sum_assignment)
     criterion.py       class CE, mask point losses, and the deep-supervised ``EBSegCriterion``
 """
-from .criterion import (
+from ebseg_lite.losses.criterion import (
     CriterionOutput,
     EBSegCriterion,
     LossWeights,
@@ -15,9 +15,9 @@ from .criterion import (
     num_masks_normaliser,
     official_name,
 )
-from .mask_losses import dice_loss, pairwise_bce_cost, pairwise_dice_cost, sigmoid_bce_loss
-from .matcher import hungarian_match, matching_cost
-from .point_sampling import logit_uncertainty, point_sample, uncertain_points
+from ebseg_lite.losses.mask_losses import dice_loss, pairwise_bce_cost, pairwise_dice_cost, sigmoid_bce_loss
+from ebseg_lite.losses.matcher import hungarian_match, matching_cost
+from ebseg_lite.losses.point_sampling import logit_uncertainty, point_sample, uncertain_points
 
 __all__ = [
     "CriterionOutput", "EBSegCriterion", "LossWeights", "class_ce_loss", "mask_point_losses",

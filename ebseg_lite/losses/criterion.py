@@ -26,9 +26,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .mask_losses import dice_loss, sigmoid_bce_loss
-from .matcher import Target, hungarian_match
-from .point_sampling import point_sample, uncertain_points
+from ebseg_lite.losses.mask_losses import dice_loss, sigmoid_bce_loss
+from ebseg_lite.losses.matcher import Target, hungarian_match
+from ebseg_lite.losses.point_sampling import point_sample, uncertain_points
 
 __all__ = [
     "LossWeights", "CriterionOutput", "EBSegCriterion", "class_ce_loss", "mask_point_losses",

@@ -20,8 +20,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .mask_losses import pairwise_bce_cost, pairwise_dice_cost
-from .point_sampling import point_sample
+from ebseg_lite.losses.mask_losses import pairwise_bce_cost, pairwise_dice_cost
+from ebseg_lite.losses.point_sampling import point_sample
 
 __all__ = ["matching_cost", "hungarian_match"]
 

@@ -22,12 +22,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ebseg_lite.config import TOY_CLIP_CFG, ClipConfig
-from ebseg_lite.text import TEMPLATE_SETS, encode_class_names
-from ebseg_lite.weights import atomic_write
+from ebseg_lite.config import ClipConfig
+from ebseg_lite.toyworld.presets import TOY_CLIP_CFG
+from ebseg_lite.toyworld.prompts import TOY_TEMPLATES
+from ebseg_lite.modeling.text import encode_class_names
+from ebseg_lite.io.files import atomic_write
 
-from .tokenizer import ToyTokenizer, tokenizer_metadata
-from .world import ToyWorld
+from ebseg_lite.toyworld.tokenizer import ToyTokenizer, tokenizer_metadata
+from ebseg_lite.toyworld.world import ToyWorld
 
 POOL_SEED = 10_000_000      # scene seeds of the pretraining pool: POOL_SEED * (seed + 1) + i
 EVAL_SEED = 900_000_000     # held-out scenes for zero-shot accuracy
@@ -76,7 +78,7 @@ def zero_shot_accuracy(model, tokenizer, world: ToyWorld, *, per_class: int = 10
     rng = np.random.default_rng(EVAL_SEED + seed)
     res = {}
     for kind, ids in (("thing", world.thing_ids), ("stuff", world.stuff_ids)):
-        text = encode_class_names(model, tokenizer, [world.class_names[i] for i in ids], TEMPLATE_SETS["toy"])
+        text = encode_class_names(model, tokenizer, [world.class_names[i] for i in ids], TOY_TEMPLATES)
         imgs, truth = [], []
         for k, cid in enumerate(ids):
             for j in range(per_class):
@@ -190,7 +192,7 @@ def save_toy_clip(model, tok: ToyTokenizer, path, summary: Optional[dict] = None
 def load_toy_clip(path):
     """(model, tokenizer) from a file written by :func:`pretrain_clip`."""
     from safetensors.torch import load_file
-    from .tokenizer import tokenizer_from_checkpoint
+    from ebseg_lite.toyworld.tokenizer import tokenizer_from_checkpoint
     model = build_toy_clip()
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.eval(), tokenizer_from_checkpoint(path)

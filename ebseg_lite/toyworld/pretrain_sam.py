@@ -7,7 +7,7 @@ all-background plateau that points alone sat on for hundreds of steps), with BCE
 Like the real SAM (trained on SA-1B, which knows no class names), it sees every kind of region of
 the world; EBSeg later uses only its image encoder, frozen, as a multi-scale backbone. Only the image
 encoder is saved (segment-anything key names ``image_encoder.*``, neck included; EBSeg ignores the
-neck), as :func:`ebseg_lite.weights.load_sam_checkpoint` reads it.
+neck), as :func:`ebseg_lite.io.checkpoints.load_sam_checkpoint` reads it.
 
     ebseg-lite toyworld pretrain-sam --out data_samples/toyworld/toy_sam.safetensors --steps 2000 --seed 0
 """
@@ -25,10 +25,11 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 from torch import nn
 from tqdm.auto import tqdm
 
-from ebseg_lite.config import SamConfig, toy_sam_config
-from ebseg_lite.weights import atomic_write
+from ebseg_lite.config import SamConfig
+from ebseg_lite.toyworld.presets import toy_sam_config
+from ebseg_lite.io.files import atomic_write
 
-from .world import ToyWorld
+from ebseg_lite.toyworld.world import ToyWorld
 
 PROMPT_DIM = 64          # width of the prompt encoder / mask decoder (the neck's output)
 TRAIN_SEED = 20_000_000  # scene seeds: TRAIN_SEED * (seed + 1) + step * batch + b

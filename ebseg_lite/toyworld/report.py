@@ -9,8 +9,10 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..affinity import affinity_gap, affinity_matrices, class_embeddings
-from ..visualize import class_colors, show_heatmaps
+from ebseg_lite.io.files import atomic_write
+from ebseg_lite.toyworld.modes import MODES
+from ebseg_lite.eval.affinity import affinity_gap, affinity_matrices, class_embeddings
+from ebseg_lite.viz.overlays import class_colors, show_heatmaps
 
 FIGURE_MODES = ("A", "B", "D", "A+B+D official")
 
@@ -24,7 +26,6 @@ def colorize(labels, class_names) -> np.ndarray:
 
 def prediction_figure(model, dataset, world, *, n: int = 4, modes=FIGURE_MODES) -> Figure:
     """Rows = test scenes; columns = image, ground truth, and the labels of each mode."""
-    from .pipeline import MODES
     names, seen = world.class_names, torch.tensor(world.seen)
     cols = ["image", "ground truth"] + list(modes)
     fig = Figure(figsize=(2.2 * len(cols), 2.3 * min(n, len(dataset)) + 0.8), layout="constrained")
@@ -86,7 +87,6 @@ def affinity_figure(models: Dict[str, object], dataset, world, *, n: int = 60) -
 
 def write_figures(out: Path, models: Dict, dataset, per: Dict, world) -> Dict[str, float]:
     """predictions.png, per_class_iou.png, affinity.png in ``out``; returns the affinity gaps."""
-    from ..weights import atomic_write
     out = Path(out)
     save = lambda fig, name: atomic_write(out / name, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     seed = per[next(iter(per))][0]["seed"]

@@ -12,6 +12,9 @@ from typing import Iterable, List, Optional, Sequence, Union
 import open_clip
 import torch
 
+from ebseg_lite.toyworld.prompts import TOY_TEMPLATES
+from ebseg_lite.toyworld.world import CAPTION_TEMPLATES, ToyWorld
+
 PAD, UNK, SOT = 0, 1, 2
 VOCAB_SIZE = 256
 CONTEXT_LENGTH = 32
@@ -19,12 +22,10 @@ CONTEXT_LENGTH = 32
 
 def corpus_strings(world=None) -> List[str]:
     """Every word the toy CLIP can meet: class names, caption templates and the "toy" prompts."""
-    from ebseg_lite.text import TEMPLATE_SETS
-    from .world import CAPTION_TEMPLATES, ToyWorld
     world = world or ToyWorld()
     out = list(world.class_names) + ["a , and ."]
     out += [t.replace("{things}", "").replace("{stuff}", "") for t in CAPTION_TEMPLATES]
-    out += [t.replace("{}", "") for t in TEMPLATE_SETS["toy"]]
+    out += [t.replace("{}", "") for t in TOY_TEMPLATES]
     return out
 
 

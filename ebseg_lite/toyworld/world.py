@@ -33,7 +33,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .textures import COLOURS, SHAPES, TEXTURES
+from ebseg_lite.toyworld.textures import COLOURS, SHAPES, TEXTURES
 
 IGNORE = 255
 

@@ -16,7 +16,7 @@ from typing import Dict
 
 import torch
 
-from .config import TrainConfig
+from ebseg_lite.train.config import TrainConfig
 
 
 class SyntheticSegmentation(torch.utils.data.Dataset):
@@ -50,7 +50,7 @@ def train_step_cost(preset: str = "vit_b", *, batch: int = 2, size: int = 640, s
                     precision: str = "fp32", cache_features: bool = False, num_classes: int = 171,
                     num_points: int = 12544) -> Dict[str, float]:
     """Mean seconds per optimiser step (after one warm-up step) and peak memory."""
-    from .trainer import Trainer
+    from ebseg_lite.train.trainer import Trainer
     cfg = TrainConfig(preset=preset, clip_pretrained=None, augment="none", crop_size=size, max_iters=steps + 1,
                       batch_size=batch, precision=precision, num_points=num_points, num_workers=0, log_every=1,
                       ckpt_every=10 ** 9, tensorboard=False, device=device, train_pos_embed=not cache_features,

@@ -4,7 +4,7 @@
                640 crops, gradient clipping 0.01 (whole model), mixed precision, SSC weight 10
     paper_l    the same for EBSeg-L (lr 8e-5)
     cpu_tiny   the tiny model on fixture data on a CPU: seconds per step, for tests and CI
-    toy        the toy world (``ebseg_lite.toyworld``): 128 px scenes, frozen encoders, cached features
+    toy        registered by the toy world plug-in: 128 px scenes, frozen encoders, cached features
 
 A preset is a plain function; change fields with ``dataclasses.replace`` or ``--set key=value``.
 """
@@ -14,6 +14,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional
+
+from ebseg_lite import registry
 
 
 @dataclass
@@ -111,23 +113,20 @@ def cpu_tiny() -> TrainConfig:
                        log_every=1, ckpt_every=10, tensorboard=False, device="cpu", name="cpu_tiny")
 
 
-def toy() -> TrainConfig:
-    """EBSeg-lite on the toy world's seen classes with the pretrained toy encoders, frozen features cached."""
-    return TrainConfig(preset="toy", clip_pretrained=None, dataset="toyworld", augment="none", crop_size=128,
-                       train_pos_embed=False, cache_features=True, max_iters=400, batch_size=8, lr=1e-3,
-                       weight_decay=0.05, precision="fp32", num_points=1024, num_workers=0, log_every=10,
-                       ckpt_every=200, tensorboard=False, device="cpu", name="toy")
+TRAIN_PRESETS: Dict[str, Callable[[], TrainConfig]] = {"paper_b": paper_b, "paper_l": paper_l, "cpu_tiny": cpu_tiny}
+for _name, _fn in TRAIN_PRESETS.items():
+    registry.register("train_preset", _name, _fn)
 
 
-TRAIN_PRESETS: Dict[str, Callable[[], TrainConfig]] = {
-    "paper_b": paper_b, "paper_l": paper_l, "cpu_tiny": cpu_tiny, "toy": toy,
-}
+def train_preset_names():
+    """Every registered training preset (plug-ins' included, e.g. the toy world's ``toy``)."""
+    return registry.names("train_preset")
 
 
 def get_train_preset(name: str) -> TrainConfig:
-    if name not in TRAIN_PRESETS:
-        raise ValueError(f"unknown training preset {name!r}; choose one of {sorted(TRAIN_PRESETS)}")
-    return TRAIN_PRESETS[name]()
+    if not registry.has("train_preset", name):
+        raise ValueError(f"unknown training preset {name!r}; choose one of {train_preset_names()}")
+    return registry.lookup("train_preset", name)()
 
 
 def apply_sets(cfg: TrainConfig, sets) -> TrainConfig:

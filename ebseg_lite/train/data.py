@@ -18,7 +18,7 @@ from typing import Iterator, List, Sequence, Tuple
 import torch
 from torch.utils.data import Dataset
 
-from ..data.augment import train_augment
+from ebseg_lite.data.augment import train_augment
 
 
 class EpochOrder:

@@ -12,7 +12,7 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from ..clip_dense import ClipDense
+from ebseg_lite.modeling.clip_dense import ClipDense
 
 
 def split_frozen(frozen: Dict, n: int) -> List[Dict]:

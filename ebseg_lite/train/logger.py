@@ -10,9 +10,9 @@ import io
 import json
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
-from ..weights import atomic_write
+from ebseg_lite.io.files import atomic_write
 
 
 def read_jsonl(path) -> List[Dict]:

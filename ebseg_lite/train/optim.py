@@ -13,7 +13,7 @@ from typing import Dict, List, Tuple
 import torch
 from torch import nn
 
-from ..fusion import LayerNorm2d
+from ebseg_lite.modeling.fusion import LayerNorm2d
 
 NORM_TYPES: Tuple[type, ...] = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
                                 nn.SyncBatchNorm, nn.InstanceNorm2d, nn.LocalResponseNorm, LayerNorm2d)

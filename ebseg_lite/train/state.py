@@ -18,7 +18,7 @@ from typing import Dict, Optional
 
 import torch
 
-from ..weights import CheckpointError, atomic_write
+from ebseg_lite.io.files import CheckpointError, atomic_write
 
 FORMAT = "ebseg_lite-train-1"
 _NUMBERED = re.compile(r"^step_(\d{7,})\.pt$")

@@ -15,11 +15,10 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 
-from ..balance import class_logits
-from ..losses.criterion import EBSegCriterion
-from ..ssc import ssc_loss
+from ebseg_lite.modeling.balance import class_logits, with_background
+from ebseg_lite.losses.criterion import EBSegCriterion
+from ebseg_lite.losses.ssc import ssc_loss
 
 
 def semantic_targets(label: torch.Tensor, num_classes: int, ignore_value: int = 255) -> Dict[str, torch.Tensor]:
@@ -58,7 +57,7 @@ def training_outputs(model, out: Dict, text: torch.Tensor) -> List[Dict[str, tor
         out: ``model.forward_features(..., inference=False)``.
         text: (K, C) normalised text embeddings of the training classes.
     """
-    cls_w = torch.cat([text, F.normalize(model.bg_embed, dim=-1)])  # (K+1, C)
+    cls_w = with_background(text, model.bg_embed)  # (K+1, C)
     scale = model.clip.logit_scale.detach().exp()
     dec = out["decoder"]
     return [{"logits_A": class_logits(a.float(), cls_w, scale), "logits_B": class_logits(b.float(), cls_w, scale),

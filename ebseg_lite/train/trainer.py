@@ -2,6 +2,7 @@
 
     trainer = Trainer(get_train_preset("toy"))
     trainer.fit()              # or: ebseg-lite train --preset toy
+    trainer.predictor          # the trained model, ready to encode / classify
 
 Under ``torchrun --nproc_per_node=G`` each process takes ``batch_size / G`` samples of every micro-batch
 (see ``data.py``), gradients are averaged by ``DistributedDataParallel``, and only rank 0 writes logs and
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 import warnings
 from pathlib import Path
@@ -24,49 +24,39 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..losses.criterion import EBSegCriterion, LossWeights
-from ..weights import atomic_write, save_checkpoint
-from .config import TrainConfig
-from .data import EpochOrder, StepSampler, TrainView, collate
-from .feature_cache import FeatureCache
-from .logger import RunLogger
-from .optim import build_optimizer, build_scheduler, clip_gradients
-from .state import load_state, prune_checkpoints, save_state
-from .step import compute_losses, sample_generators, semantic_targets
-
-
-def init_distributed():
-    """(rank, world_size, local_rank): from torchrun's environment, initialising the process group once."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
-    return 0, 1, 0
+from ebseg_lite import registry
+from ebseg_lite.builder import build_model, resolve_device
+from ebseg_lite.data.datasets import FolderDataset, build_dataset
+from ebseg_lite.distributed import init_distributed
+from ebseg_lite.inference.predictor import EBSegPredictor
+from ebseg_lite.io.checkpoints import module_of, save_checkpoint
+from ebseg_lite.io.files import atomic_write
+from ebseg_lite.losses.criterion import EBSegCriterion, LossWeights
+from ebseg_lite.modeling.ebseg import EBSeg
+from ebseg_lite.train.config import TrainConfig
+from ebseg_lite.train.data import EpochOrder, StepSampler, TrainView, collate
+from ebseg_lite.train.feature_cache import FeatureCache
+from ebseg_lite.train.logger import RunLogger
+from ebseg_lite.train.optim import build_optimizer, build_scheduler, clip_gradients
+from ebseg_lite.train.state import load_state, prune_checkpoints, save_state
+from ebseg_lite.train.step import compute_losses, sample_generators, semantic_targets
 
 
 def build_train_dataset(cfg: TrainConfig):
-    """``"toyworld"``, ``"folder:/path"`` or a benchmark name (``coco_stuff_171_train`` ...)."""
-    if cfg.dataset == "toyworld":
-        from ..toyworld import ToyWorld
-        from ..toyworld.pipeline import SeenVocabulary  # trained on the seen classes' names only
-        world = ToyWorld()
-        return SeenVocabulary(world.dataset(2000, seed=1000 + cfg.seed, split="train", size=cfg.crop_size), world)
+    """A registered dataset (``"toyworld"``), ``"folder:/path"`` or a benchmark (``coco_stuff_171_train`` ...)."""
+    if registry.has("train_dataset", cfg.dataset):  # a plug-in's dataset (the toy world's "toyworld")
+        return registry.lookup("train_dataset", cfg.dataset)(cfg)
     if cfg.dataset.startswith("folder:"):
-        from ..data.datasets import FolderDataset
         return FolderDataset(cfg.dataset[len("folder:"):])
-    from ..data.datasets import build_dataset
     return build_dataset(cfg.dataset, cfg.data_root)
 
 
-def _build_model(cfg: TrainConfig, device):
-    from ..builder import build_model
+def _build_model(cfg: TrainConfig, device) -> EBSeg:
     with warnings.catch_warnings():
         if cfg.preset in ("tiny", "toy"):
             warnings.simplefilter("ignore")
         return build_model(cfg.preset, clip_pretrained=cfg.clip_pretrained, sam_checkpoint=cfg.sam_checkpoint,
-                           device=str(device), seed=cfg.seed, **cfg.model_overrides)
+                           device=str(device), seed=cfg.seed, **cfg.model_overrides).model
 
 
 class Trainer:
@@ -82,19 +72,22 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, *, dataset=None, model=None, resume=False, progress: bool = True,
                  callbacks: Optional[List[Callable]] = None):
         self.cfg = cfg.validate()
-        self.rank, self.world, local = init_distributed()
-        from ..builder import resolve_device
-        device = resolve_device(cfg.device)
+        info = init_distributed(cfg.device)
+        self.rank, self.world = info.rank, info.world_size
+        device = resolve_device(info.device)
         if device.type == "cuda":
-            device = torch.device("cuda", local)
+            device = torch.device("cuda", info.local_rank)
             torch.cuda.set_device(device)
         self.device = device
         if cfg.precision == "fp16" and device.type != "cuda":
             raise ValueError("precision fp16 needs CUDA; use bf16 or fp32 on a CPU")
         self.dataset = dataset if dataset is not None else build_train_dataset(cfg)
         self.class_names = list(self.dataset.class_names)
-        self.model = model.to(device) if model is not None else _build_model(cfg, device)
-        self.model.train_class_names = self.class_names
+        if model is not None:
+            model = module_of(model).to(device)  # an EBSeg module, or a predictor around one
+        self.model: EBSeg = model if model is not None else _build_model(cfg, device)
+        self.predictor = EBSegPredictor(self.model)  # text embeddings; evaluation after training
+        self.predictor.train_class_names = self.class_names
         if not cfg.train_pos_embed:
             for p in (self.model.clip.visual.positional_embedding, self.model.sam.pos_embed):
                 p.requires_grad_(False)
@@ -105,7 +98,7 @@ class Trainer:
         self.criterion = EBSegCriterion(
             len(self.class_names), no_object_weight=cfg.no_object_weight, num_points=cfg.num_points,
             weights=LossWeights(ce_A=cfg.ce_weight, ce_B=cfg.ce_weight, mask=cfg.mask_weight, dice=cfg.dice_weight))
-        self.text = self.model.text_embeddings(self.class_names).to(device)  # (K, C), frozen
+        self.text = self.predictor.text_embeddings(self.class_names).to(device)  # (K, C), frozen
         self.cache = FeatureCache() if cfg.cache_features else None
         self.out = Path(cfg.out_dir)
         self.step = 0

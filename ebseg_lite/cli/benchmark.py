@@ -1,0 +1,37 @@
+"""``ebseg-lite benchmark``: time each inference stage, or training steps (``--train``)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ebseg_lite.config import preset_names
+from ebseg_lite.eval.benchmark import run
+from ebseg_lite.train.bench import train_step_cost
+
+
+def cmd_benchmark(args) -> int:
+    if args.train:
+        res = train_step_cost(args.preset, batch=args.batch, size=args.size, steps=args.steps, device=args.device,
+                              precision=args.precision, cache_features=args.cache_features)
+        if args.out:
+            Path(args.out).write_text(json.dumps(res, indent=1))
+    else:
+        res = run(args.preset, args.size, args.repeat, args.out)
+    for k, v in res.items():
+        print(f"{k:28s} {v:.3f}" if isinstance(v, float) else f"{k:28s} {v}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    b = sub.add_parser("benchmark", help="time each inference stage (random weights)")
+    b.add_argument("--preset", default="vit_b", choices=preset_names())
+    b.add_argument("--size", type=int, default=640)
+    b.add_argument("--repeat", type=int, default=2)
+    b.add_argument("--train", action="store_true", help="time training steps instead (seconds/step, peak memory)")
+    b.add_argument("--batch", type=int, default=2, help="--train: images per step")
+    b.add_argument("--steps", type=int, default=3, help="--train: timed steps after one warm-up step")
+    b.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    b.add_argument("--device", default="auto")
+    b.add_argument("--cache-features", action="store_true", help="--train: frozen-feature cache on")
+    b.add_argument("--out", default=None, help="write the figures as JSON")
+    b.set_defaults(func=cmd_benchmark)

@@ -1,0 +1,58 @@
+"""``ebseg-lite eval``: mIoU overall / seen / new on a benchmark (:mod:`ebseg_lite.eval.loop`).
+
+    ebseg-lite eval --dataset ade20k_150 --checkpoint EBSeg_base.pth --preset vit_b --device cuda
+    torchrun --nproc_per_node 2 -m ebseg_lite.cli eval --dataset ade20k_150 --preset vit_b
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch.distributed as dist
+
+from ebseg_lite.api import get_model
+from ebseg_lite.config import preset_names
+from ebseg_lite.data.datasets import build_dataset
+from ebseg_lite.distributed import init_distributed
+from ebseg_lite.eval.loop import evaluate
+from ebseg_lite.eval.metrics import format_table
+from ebseg_lite.io.files import atomic_write
+
+
+def cmd_eval(args) -> int:
+    info = init_distributed(args.device)
+    device = info.device
+    try:
+        ckpt = None if args.checkpoint in (None, "none") else args.checkpoint
+        model = get_model(args.preset, ckpt, device=device)
+        ds = build_dataset(args.dataset, args.data_root, on_error="skip" if args.skip_bad else "raise")
+        res = evaluate(model, ds, limit=args.limit, balancing=args.balancing, sliding=args.sliding,
+                       window=args.window, stride=args.stride)
+        if info.rank == 0:
+            print(format_table(res, ds.class_names, max_rows=args.rows))
+            if args.out:
+                atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(res, indent=1, default=float)))
+                print(f"wrote {args.out}")
+    finally:
+        if info.started:
+            dist.destroy_process_group()
+    return 0
+
+
+def add_parser(sub):
+    e = sub.add_parser("eval", help="mIoU (overall / seen / new) on a benchmark")
+    e.add_argument("--dataset", required=True, help="e.g. ade20k_150, ade20k_847, pcontext_59, pcontext_459, voc_20")
+    e.add_argument("--data-root", default=None, help="detectron2-layout root (else $EBSEG_DATA / $DETECTRON2_DATASETS)")
+    e.add_argument("--preset", default="vit_b", choices=preset_names())
+    e.add_argument("--checkpoint", default="released", help='"released", a path, or "none"')
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda (under torchrun: cuda:LOCAL_RANK)")
+    e.add_argument("--balancing", default="official", choices=["official", "paper"])
+    e.add_argument("--limit", type=int, default=None, help="first N images only")
+    e.add_argument("--rows", type=int, default=20, help="per-class rows to print")
+    e.add_argument("--skip-bad", action="store_true", help="skip unreadable/mismatched items (counted) instead of failing")
+    e.add_argument("--sliding", action="store_true",
+                   help="sliding-window inference (an option; the official protocol is whole-image)")
+    e.add_argument("--window", type=int, default=None, help="sliding window side (default: the test short side)")
+    e.add_argument("--stride", type=int, default=None, help="sliding stride (default: 2/3 of the window)")
+    e.add_argument("--out", default=None, help="write the results as JSON")
+    e.set_defaults(func=cmd_eval)

@@ -1,0 +1,111 @@
+"""The ``ebseg-lite toyworld`` command group: pretrain the toy CLIP and SAM, train and evaluate.
+
+    ebseg-lite toyworld pretrain-clip --out data_samples/toyworld/toy_clip.safetensors --seed 0
+    ebseg-lite toyworld pretrain-sam --out data_samples/toyworld/toy_sam.safetensors --seed 0
+    ebseg-lite toyworld demo --out toyworld_report --seeds 3
+
+To add a command: write ``add_<name>(group)`` that calls ``group.add_parser(...)`` and sets
+``func``, and list it in ``COMMANDS``.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ebseg_lite.toyworld.experiments import ToyRun, run_demo, run_name
+from ebseg_lite.toyworld.presets import toy_weights_dir
+
+
+def cmd_pretrain_clip(args) -> int:
+    from ebseg_lite.toyworld.pretrain_clip import format_summary, pretrain_clip
+    s = pretrain_clip(args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      pool_size=args.pool_size, eval_per_class=args.eval_per_class, max_minutes=args.max_minutes,
+                      warmup=args.warmup, init=args.init)
+    print(json.dumps(s, indent=1))
+    print(f"toy CLIP: {s['steps']} steps in {s['train_seconds']:.0f} s; zero-shot {format_summary(s)}; wrote {args.out}")
+    return 0
+
+
+def cmd_pretrain_sam(args) -> int:
+    from ebseg_lite.toyworld.pretrain_sam import pretrain_sam
+    s = pretrain_sam(args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                     eval_scenes=args.eval_scenes, max_minutes=args.max_minutes)
+    print(json.dumps(s, indent=1))
+    print(f"toy SAM: {s['steps']} steps in {s['train_seconds']:.0f} s; point-prompt mIoU {100 * s['miou']:.1f}% "
+          f"(baseline {100 * s['baseline_miou']:.1f}%); wrote {args.out}")
+    return 0
+
+
+def add_pretrain_clip(group):
+    p = group.add_parser("pretrain-clip", help="pretrain the toy CLIP contrastively on toy scenes + captions")
+    p.add_argument("--out", required=True, help="safetensors file to write")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup", type=int, default=100, help="linear lr warm-up steps")
+    p.add_argument("--init", default=None, help="continue from this toy CLIP file (a second stage)")
+    p.add_argument("--pool-size", type=int, default=12000, help="pre-drawn scenes sampled from (uint8)")
+    p.add_argument("--eval-per-class", type=int, default=10, help="held-out single-object scenes per class")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and anneal the lr) by this wall time")
+    p.set_defaults(func=cmd_pretrain_clip)
+
+
+def add_pretrain_sam(group):
+    p = group.add_parser("pretrain-sam", help="pretrain the toy SAM on toy instance masks with point prompts")
+    p.add_argument("--out", required=True, help="safetensors file to write (image encoder weights)")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-scenes", type=int, default=100, help="held-out scenes for point-prompt mIoU")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and anneal the lr) by this wall time")
+    p.set_defaults(func=cmd_pretrain_sam)
+
+
+def cmd_demo(args) -> int:
+    """``ebseg-lite toyworld demo``: the report folder, and optionally the shipped seed-0 models."""
+    run = ToyRun(steps=args.steps, batch_size=args.batch_size, train_scenes=args.train_scenes,
+                 test_scenes=args.test_scenes)
+    seeds = tuple(range(args.seeds))
+    metrics = run_demo(args.out, seeds=seeds, run=run, progress=not args.no_progress, workers=args.workers)
+    print((Path(args.out) / "table.txt").read_text())
+    gaps = metrics.get("affinity_gap", {})
+    for tag, g in gaps.items():
+        print(f"affinity gap |A cosine - text cosine| ({tag}): seen {g['seen']:.3f}, new {g['new']:.3f}")
+    print(f"report in {args.out}/ (metrics.json, table.txt, predictions.png, per_class_iou.png, affinity.png); "
+          f"{metrics['seconds']:.0f} s")
+    if args.ship:
+        for tag in ("ssc", "no_ssc"):
+            src = Path(args.out) / "runs" / f"{tag}_seed0" / "model.safetensors"
+            dst = toy_weights_dir() / f"{run_name(tag == 'ssc', 0, run)}.safetensors"
+            shutil.copyfile(src, dst)
+            print(f"shipped {dst}")
+    return 0
+
+
+def add_demo(group) -> None:
+    d = group.add_parser("demo", help="train on the seen classes, evaluate every way of classifying, write a report")
+    d.add_argument("--out", default="toyworld_report")
+    d.add_argument("--seeds", type=int, default=1, help="training seeds (the table gives mean +- std)")
+    d.add_argument("--steps", type=int, default=ToyRun.steps)
+    d.add_argument("--batch-size", type=int, default=ToyRun.batch_size)
+    d.add_argument("--train-scenes", type=int, default=ToyRun.train_scenes)
+    d.add_argument("--test-scenes", type=int, default=ToyRun.test_scenes)
+    d.add_argument("--workers", type=int, default=None, help="training processes (default: one per core)")
+    d.add_argument("--ship", action="store_true", help="copy the seed-0 models to data_samples/toyworld")
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+
+COMMANDS = [add_pretrain_clip, add_pretrain_sam, add_demo]
+
+
+def add_parser(sub):
+    """Register ``ebseg-lite toyworld ...`` on the main parser's subparsers."""
+    t = sub.add_parser("toyworld", help="the toy world: pretrain the toy CLIP and SAM, train and evaluate EBSeg on it")
+    group = t.add_subparsers(dest="toy_command", required=True)
+    for add in COMMANDS:
+        add(group)
+    return group

@@ -1,0 +1,236 @@
+"""The toy world end to end: train EBSeg-lite on the seen classes, evaluate every way of classifying
+the masks on all classes, with and without the SSC loss, over a few seeds.
+
+    ebseg-lite toyworld demo --out toyworld_report        # the README's main job (make demo)
+
+The command line lives in :mod:`ebseg_lite.cli.toyworld`; figures in :mod:`ebseg_lite.toyworld.report`.
+
+The ways of classifying (``MODES``) are the toy versions of the paper's tables:
+* table 3 (single embeddings and pairs): A, B, D, A+B, A+D, B+D, each a weighted geometric mean of
+  the branches' class probabilities with equal weights, the same for seen and new classes;
+* table 4 (balancing): "A+B+D unbalanced" uses the seen weights for every class; "A+B+D official" the
+  official per-class weights (seen 0.21/0.7/0.09, new 0/0.7/0.3), "A+B+D paper" the paper's arithmetic
+  balancing of embeddings (eq. 9-13, a = 0.2, b = 0.7, g = 0);
+* table 6 (SSC): the same model trained with the SSC loss (lambda 10) and without it.
+Evaluation is encode once per test image, classify once per mode (no encoder call per mode).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+import concurrent.futures as cf
+import multiprocessing as mp
+
+from tqdm.auto import tqdm
+
+from ebseg_lite.builder import build_model
+from ebseg_lite.eval.loop import evaluate_modes
+from ebseg_lite.eval.metrics import SemSegEvaluator
+from ebseg_lite.io.files import atomic_write
+from ebseg_lite.toyworld.modes import MODES
+from ebseg_lite.toyworld.presets import SeenVocabulary, toy_weights_dir
+from ebseg_lite.toyworld.report import write_figures
+from ebseg_lite.toyworld.world import ToyWorld
+from ebseg_lite.train import Trainer, get_train_preset
+from ebseg_lite.train.logger import read_jsonl
+
+@dataclasses.dataclass
+class ToyRun:
+    """Sizes of the toy experiment (defaults: the README's demo, a few minutes on 2 cores)."""
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 1e-3
+    train_scenes: int = 1000
+    test_scenes: int = 100
+    size: int = 128
+
+
+def cache_dir() -> Path:
+    """Where trained toy models are kept: ``$EBSEG_CACHE`` or ``~/.cache/ebseg_lite``."""
+    return Path(os.environ.get("EBSEG_CACHE", Path.home() / ".cache" / "ebseg_lite")) / "toyworld"
+
+
+def train_toy_model(*, ssc: bool = True, seed: int = 0, run: Optional[ToyRun] = None, out_dir=None,
+                    progress: bool = True, callbacks=None):
+    """Train EBSeg-lite (``toy`` preset, frozen toy CLIP/SAM, cached features) on seen-class scenes.
+
+    Returns the trained model's predictor (eval mode) and the trainer's logged rows.
+    """
+    run = run or ToyRun()
+    out_dir = Path(out_dir or cache_dir() / run_name(ssc, seed, run))
+    cfg = dataclasses.replace(get_train_preset("toy"), max_iters=run.steps, batch_size=run.batch_size, lr=run.lr,
+                              ssc_weight=10.0 if ssc else 0.0, seed=seed, out_dir=str(out_dir), crop_size=run.size,
+                              ckpt_every=max(run.steps, 1), log_every=max(1, run.steps // 50))
+    world = ToyWorld()
+    data = SeenVocabulary(world.dataset(run.train_scenes, seed=1000 + seed, split="train", size=run.size), world)
+    trainer = Trainer(cfg, dataset=data, progress=progress, callbacks=callbacks)
+    history = trainer.fit()
+    trainer.model.eval()
+    return trainer.predictor, history
+
+
+def run_name(ssc: bool, seed: int, run: ToyRun) -> str:
+    return f"ebseg_{'ssc' if ssc else 'nossc'}_seed{seed}_{run.steps}x{run.batch_size}_{run.train_scenes}"
+
+
+def toy_model(*, ssc: bool = True, seed: int = 0, run: Optional[ToyRun] = None, progress: bool = True):
+    """The trained toy EBSeg: the shipped weights (``data_samples/toyworld``) for the default run, else
+    the cache folder, else trained there first (a minute or two)."""
+    run = run or ToyRun()
+    shipped = toy_weights_dir() / f"{run_name(ssc, seed, run)}.safetensors"  # made by `toyworld demo --ship`
+    folder = cache_dir() / run_name(ssc, seed, run)
+    weights = shipped if shipped.is_file() else folder / "model.safetensors"
+    if not weights.is_file():
+        train_toy_model(ssc=ssc, seed=seed, run=run, out_dir=folder, progress=progress)
+    predictor = build_model("toy", checkpoint=str(weights))
+    predictor.train_class_names = ToyWorld().seen_names
+    return predictor
+
+
+def held_out_scenes(n: int, *, seed: int = 99, size: int = 128):
+    """The held-out test scenes (all classes), fresh draws from ``seed`` (never a training seed)."""
+    return ToyWorld().dataset(n, seed=seed, split="test", size=size)
+
+
+def evaluate_toy_modes(predictor, dataset, *, modes: Optional[Dict[str, dict]] = None, seen=None,
+                       progress: bool = True) -> Dict[str, dict]:
+    """:func:`ebseg_lite.eval.loop.evaluate_modes` with the toy world's seen/new split for toy data
+    (a benchmark or another vocabulary keeps the synonym rule). Each image is encoded once."""
+    names = list(dataset.class_names)
+    if seen is None and names == ToyWorld().class_names:
+        seen = ToyWorld().seen
+    return evaluate_modes(predictor, dataset, modes or MODES, seen=seen, progress=progress)
+
+
+def _train_job(job) -> List[dict]:
+    """One training in a worker process (one thread): returns the logged rows. The worker stops by
+    itself if the process that started it dies (it would otherwise train on, orphaned)."""
+    ssc, seed, run_fields, out_dir = job
+    torch.set_num_threads(1)
+    parent = os.getppid()
+
+    def stop_if_orphaned(trainer, event, info):
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return train_toy_model(ssc=ssc, seed=seed, run=ToyRun(**run_fields), out_dir=out_dir, progress=False,
+                           callbacks=[stop_if_orphaned])[1]
+
+
+def train_jobs(jobs: Sequence[tuple], run: ToyRun, runs_dir: Path, *, workers: Optional[int] = None,
+               progress: bool = True) -> Dict[tuple, List[dict]]:
+    """Train every (ssc, seed) of ``jobs`` into ``runs_dir/{ssc|no_ssc}_seed{seed}``; one progress bar."""
+    workers = workers or min(len(jobs), os.cpu_count() or 1)
+    dirs = {job: Path(runs_dir) / f"{'ssc' if job[0] else 'no_ssc'}_seed{job[1]}" for job in jobs}
+    if workers <= 1:
+        return {job: train_toy_model(ssc=job[0], seed=job[1], run=run, out_dir=dirs[job], progress=progress)[1]
+                for job in jobs}
+    bar = tqdm(total=run.steps * len(jobs), desc=f"train {len(jobs)} models ({workers} processes)",
+               disable=not progress)
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {job: pool.submit(_train_job, (job[0], job[1], dataclasses.asdict(run), str(dirs[job])))
+                   for job in jobs}
+        while not all(f.done() for f in futures.values()):
+            time.sleep(1.0)
+            done = sum((read_jsonl(d / "log.jsonl") or [{"step": 0}])[-1]["step"] for d in dirs.values())
+            bar.update(done - bar.n)
+        out = {job: f.result() for job, f in futures.items()}
+    bar.update(bar.total - bar.n)
+    bar.close()
+    return out
+
+
+def chance_miou(dataset, *, seed: int = 0) -> Dict[str, float]:
+    """The evaluator on uniformly random labels: the floor every mode should clear."""
+    names = list(dataset.class_names)
+    seen = ToyWorld().seen if names == ToyWorld().class_names else None
+    ev = SemSegEvaluator(len(names), seen=None if seen is None else torch.tensor(seen).numpy())
+    g = torch.Generator().manual_seed(seed)
+    for i in range(len(dataset)):
+        label = dataset[i]["label"]
+        ev.update(torch.randint(len(names), label.shape, generator=g), label)
+    r = ev.compute()
+    return {k: float(r[k]) for k in ("mIoU", "mIoU_seen", "mIoU_new") if k in r}
+
+
+def summary(results: Dict[str, dict]) -> Dict[str, Dict[str, float]]:
+    return {m: {k: float(r[k]) for k in ("mIoU", "mIoU_seen", "mIoU_new")} for m, r in results.items()}
+
+
+def spread(per_seed: List[Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """Mean and standard deviation over seeds of every mode's three numbers."""
+    out = {}
+    for m in per_seed[0]:
+        out[m] = {}
+        for k in per_seed[0][m]:
+            vals = torch.tensor([s[m][k] for s in per_seed], dtype=torch.float64)
+            out[m][k] = {"mean": float(vals.mean()), "std": float(vals.std(unbiased=True)) if len(vals) > 1 else 0.0}
+    return out
+
+
+def format_report(stats: Dict[str, Dict], seeds: Sequence[int]) -> str:
+    """The toy-world tables as text: rows = ways of classifying, columns = SSC off / on."""
+    lines = [f"Toy world: mIoU % over {len(seeds)} seed(s) {list(seeds)} (mean +- std); "
+             "seen = classes with training masks, new = never labelled", ""]
+    head = f"{'mode':18s} | {'ssc':4s} | {'all':>12s} | {'seen':>12s} | {'new':>12s}"
+    lines += [head, "-" * len(head)]
+    for m in MODES:
+        for tag in ("no_ssc", "ssc"):
+            if tag not in stats or m not in stats[tag]:
+                continue
+            r = stats[tag][m]
+            cell = lambda k: f"{r[k]['mean']:5.1f} +- {r[k]['std']:4.1f}"
+            lines.append(f"{m:18s} | {'on' if tag == 'ssc' else 'off':4s} | {cell('mIoU'):>12s} | "
+                         f"{cell('mIoU_seen'):>12s} | {cell('mIoU_new'):>12s}")
+    return "\n".join(lines)
+
+
+def run_demo(out_dir="toyworld_report", *, seeds: Sequence[int] = (0,), run: Optional[ToyRun] = None,
+             ssc_options: Sequence[bool] = (False, True), progress: bool = True, figures: bool = True,
+             workers: Optional[int] = None) -> Dict:
+    """Train (per seed, with and without SSC), evaluate every mode, write the report folder.
+
+    The trainings run side by side in ``workers`` processes of one thread each (default: one per CPU
+    core, at most one per training), the fastest use of a few cores for such small models.
+
+    Writes ``metrics.json`` (per seed and mean/std), ``table.txt`` and figures; returns the metrics.
+    """
+    run = run or ToyRun()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    test = held_out_scenes(run.test_scenes, size=run.size)
+    jobs = [(ssc, seed) for ssc in ssc_options for seed in seeds]
+    histories = train_jobs(jobs, run, out / "runs", workers=workers, progress=progress)
+    per, models = {}, {}
+    for ssc, seed in jobs:
+        tag = "ssc" if ssc else "no_ssc"
+        model = build_model("toy", checkpoint=str(out / "runs" / f"{tag}_seed{seed}" / "model.safetensors"))
+        res = evaluate_toy_modes(model, test, progress=progress)
+        history = histories[(ssc, seed)]
+        per.setdefault(tag, []).append({"seed": seed, "summary": summary(res),
+                                        "iou": {m: [None if v != v else float(v) for v in r["IoU"]] for m, r in res.items()},
+                                        "final_loss": history[-1]["loss_total"] if history else None,
+                                        "loss_curve": [[r["step"], r["loss_total"]] for r in history]})
+        models[(tag, seed)] = model
+    stats = {tag: spread([p["summary"] for p in rows]) for tag, rows in per.items()}
+    chance = chance_miou(test)
+    world = ToyWorld()
+    metrics = {"seeds": list(seeds), "run": dataclasses.asdict(run), "modes": {m: {k: list(v) if isinstance(v, tuple)
+               else v for k, v in kw.items()} for m, kw in MODES.items()}, "class_names": world.class_names,
+               "seen": world.seen, "per_seed": per, "stats": stats, "chance": chance, "seconds": None}
+    table = format_report(stats, seeds) + (f"\n\nchance (uniformly random labels): all {chance['mIoU']:.1f}, seen "
+                                           f"{chance['mIoU_seen']:.1f}, new {chance['mIoU_new']:.1f}")
+    if figures:
+        metrics["affinity_gap"] = write_figures(out, models, test, per, world)
+    metrics["seconds"] = round(time.perf_counter() - t0, 1)
+    atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=1)))
+    atomic_write(out / "table.txt", lambda tmp: Path(tmp).write_text(table + "\n"))
+    return metrics

@@ -1,0 +1,48 @@
+"""Tests of vocabulary (pure stage functions) against small cases worked out by hand.
+
+Expected numbers are written out in the tests (tiny tensors, Python arithmetic), never obtained by
+calling the function under test another way. The CLIP-block tests use the random-initialised
+``tiny`` preset, built once per module.
+"""
+
+import pytest
+import torch
+
+from ebseg_lite.shapes import check_shape
+from ebseg_lite.vocabulary import parse_class_list, seen_mask, validate_class_names
+
+
+# ---------------------------------------------------------------- vocabulary and shapes
+def test_seen_mask_with_synonyms():
+    got = seen_mask(["road, route", "cat", "sky", "sofa, couch"], ["route", "sky, clouds", "chair"])
+    assert got.dtype == torch.bool
+    assert got.tolist() == [True, False, True, False]
+
+
+def test_validate_class_names_errors_and_stripping():
+    assert validate_class_names([" cat ", "road, route"]) == ["cat", "road, route"]
+    with pytest.raises(ValueError, match="empty"):
+        validate_class_names([])
+    with pytest.raises(ValueError, match="blank"):
+        validate_class_names(["cat", "  "])
+    with pytest.raises(ValueError, match="duplicate"):
+        validate_class_names(["cat", "sofa", " cat"])
+    with pytest.raises(ValueError, match="one string"):
+        validate_class_names("cat,sofa")
+    with pytest.raises(ValueError, match="not a string"):
+        validate_class_names(["cat", 3])
+
+
+def test_parse_class_list_commas_and_semicolons():
+    assert parse_class_list("cat, sofa ,,tree") == ["cat", "sofa", "tree"]
+    assert parse_class_list("road, route; sofa, couch;") == ["road, route", "sofa, couch"]
+
+
+def test_check_shape_passes_and_fails_with_message():
+    x = torch.zeros(2, 3)
+    assert check_shape(x, (2, None)) is x
+    assert check_shape(x, (2, 3)) is x
+    with pytest.raises(AssertionError, match=r"masks: expected shape \(2, 4\), got \(2, 3\)"):
+        check_shape(x, (2, 4), name="masks")
+    with pytest.raises(AssertionError, match=r"tensor: expected shape .*got \(2, 3\)"):
+        check_shape(x, (2, 3, None))   # a different rank fails even with a wildcard
