@@ -2,21 +2,39 @@
 
     ebseg-lite eval --dataset ade20k_150 --checkpoint EBSeg_base.pth --preset vit_b --device cuda
     torchrun --nproc_per_node 2 -m ebseg_lite.cli eval --dataset ade20k_150 --preset vit_b
+    ebseg-lite eval --dataset ade20k_150 --preset vit_b --method sclip    # a seed baseline (ebseg_lite.baselines)
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch.distributed as dist
 
 from ebseg_lite.api import get_model
+from ebseg_lite.baselines import METHODS, build_method, sam_mask_generator
 from ebseg_lite.config import preset_names
 from ebseg_lite.data.datasets import build_dataset
 from ebseg_lite.distributed import init_distributed
 from ebseg_lite.eval.loop import evaluate
 from ebseg_lite.eval.metrics import format_table
-from ebseg_lite.io.files import atomic_write
+from ebseg_lite.io.files import WeightsUnavailable, atomic_write
+
+
+def _mask_generator(args, device):
+    """SAM's automatic masks for ``--method simseg-sam``: the toy SAM for toy presets, else a full SAM checkpoint."""
+    if args.preset.startswith("toy"):
+        from ebseg_lite.toyworld.compare import toy_mask_generator
+        gen, why = toy_mask_generator()
+        if gen is None:
+            raise WeightsUnavailable(f"--method simseg-sam: {why}")
+        return gen
+    path = args.sam_checkpoint or os.environ.get("EBSEG_SAM_CHECKPOINT")
+    if not path:
+        raise WeightsUnavailable("--method simseg-sam needs SAM's full weights: --sam-checkpoint sam_vit_b_01ec64.pth "
+                                 "(or EBSEG_SAM_CHECKPOINT)")
+    return sam_mask_generator(path, device=device)
 
 
 def cmd_eval(args) -> int:
@@ -25,9 +43,15 @@ def cmd_eval(args) -> int:
     try:
         ckpt = None if args.checkpoint in (None, "none") else args.checkpoint
         model = get_model(args.preset, ckpt, device=device)
+        if args.method != "ebseg":
+            if args.sliding:
+                raise ValueError("--sliding is EBSeg-lite's option; the dense-CLIP methods slide by their own protocol")
+            gen = _mask_generator(args, model.device) if args.method == "simseg-sam" else None
+            model = build_method(args.method, model, mask_generator=gen)
         ds = build_dataset(args.dataset, args.data_root, on_error="skip" if args.skip_bad else "raise")
         res = evaluate(model, ds, limit=args.limit, balancing=args.balancing, sliding=args.sliding,
                        window=args.window, stride=args.stride)
+        res["method"] = args.method
         if info.rank == 0:
             print(format_table(res, ds.class_names, max_rows=args.rows))
             if args.out:
@@ -54,5 +78,9 @@ def add_parser(sub):
                    help="sliding-window inference (an option; the official protocol is whole-image)")
     e.add_argument("--window", type=int, default=None, help="sliding window side (default: the test short side)")
     e.add_argument("--stride", type=int, default=None, help="sliding stride (default: 2/3 of the window)")
+    e.add_argument("--method", default="ebseg", choices=METHODS,
+                   help="EBSeg-lite or a seed baseline on the same CLIP, vocabulary and evaluator")
+    e.add_argument("--sam-checkpoint", default=None, help="full SAM weights for --method simseg-sam "
+                   "(else $EBSEG_SAM_CHECKPOINT; toy presets: the toy SAM)")
     e.add_argument("--out", default=None, help="write the results as JSON")
     e.set_defaults(func=cmd_eval)
