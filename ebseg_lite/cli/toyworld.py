@@ -99,7 +99,30 @@ def add_demo(group) -> None:
     d.set_defaults(func=cmd_demo)
 
 
-COMMANDS = [add_pretrain_clip, add_pretrain_sam, add_demo]
+def cmd_compare(args) -> int:
+    """``ebseg-lite toyworld compare``: every seed baseline and EBSeg-lite on the same toy scenes."""
+    from ebseg_lite.toyworld.compare import run_compare
+    given = {"methods": tuple(m.strip() for m in args.methods.split(",")) if args.methods else None,
+             "test_seed": args.test_seed}
+    result = run_compare(args.out, scenes=args.scenes, seeds=tuple(range(args.seeds)), progress=not args.no_progress,
+                         **{k: v for k, v in given.items() if v is not None})
+    print((Path(args.out) / "table.txt").read_text())
+    print(f"wrote {args.out}/compare.json, table.txt, methods.png ({len(result['rows'])} methods)")
+    return 0
+
+
+def add_compare(group) -> None:
+    c = group.add_parser("compare", help="EBSeg-lite, SimSeg and the dense-CLIP baselines on the same toy test scenes")
+    c.add_argument("--out", default="toyworld_compare")
+    c.add_argument("--test-seed", type=int, default=None, help="seed of the test scenes (default 99; never a training seed)")
+    c.add_argument("--scenes", type=int, default=50)
+    c.add_argument("--seeds", type=int, default=1, help="training seeds of the toy EBSeg (mean +- std for ebseg, simseg)")
+    c.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cmd_compare)
+
+
+COMMANDS = [add_pretrain_clip, add_pretrain_sam, add_demo, add_compare]
 
 
 def add_parser(sub):
