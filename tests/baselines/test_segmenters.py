@@ -153,3 +153,17 @@ def test_load_sam_reads_weights_only(tmp_path, monkeypatch):
     torch.save({"weights": src.state_dict(), "hook": print}, tmp_path / "code.pth")  # a pickled global
     with pytest.raises(CheckpointError):
         load_sam(str(tmp_path / "code.pth"), "toy")
+
+
+def test_simseg_sam_with_segment_anythings_generator(tiny_model):
+    """The real SamAutomaticMaskGenerator (a random toy SAM, filters off) feeds SimSeg's crops."""
+    from segment_anything import SamAutomaticMaskGenerator
+    from ebseg_lite.toyworld.pretrain_sam import build_toy_sam
+    torch.manual_seed(0)
+    gen = SamAutomaticMaskGenerator(build_toy_sam().eval(), points_per_side=4, pred_iou_thresh=-1e9,
+                                    stability_score_thresh=-1e9, box_nms_thresh=1.0)
+    img = torch.randint(0, 256, (3, 128, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    records = gen.generate(img.permute(1, 2, 0).numpy())
+    pred = build_method("simseg-sam", tiny_model, mask_generator=gen).predict(img, NAMES)
+    assert pred.masks.shape == (len(records) + 1, 128, 128) and len(records) > 0
+    assert pred.labels.shape == (128, 128) and pred.valid.sum() >= 1
