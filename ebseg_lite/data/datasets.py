@@ -174,7 +174,7 @@ def build_dataset(name: str, root: Optional[PathLike] = None, *, on_error: str =
             f"{spec.image_dir} and labels in {spec.label_dir} under the data root {data_root}"
         )
     return SemSegDataset(
-        data_root / spec.image_dir, data_root / spec.label_dir, load_class_names(spec.vocabulary, data_root),
+        data_root / spec.image_dir, data_root / spec.label_dir, load_class_names(spec.vocabulary),
         ignore_value=spec.ignore_value, label_ext=spec.label_ext,
         index_by="labels" if spec.shared_image_dir else "images", on_error=on_error, scan=scan,
     )

@@ -1,49 +1,36 @@
-"""Class-name vocabularies of the training set and the benchmarks, and the seen/new split.
+"""Vocabularies by name, users' class-name files, and the seen/new split (paper section 3.4).
 
-The vocabularies ship as plain text files next to this module, one class per line in the label-id
-order of the detectron2 annotations (line i is label id i), synonyms separated by commas:
+Two kinds of vocabulary, two seen rules:
 
-    road, route
+* **benchmarks** (``coco_stuff_171``, ``ade20k_150``, ``ade20k_847``, ``pcontext_59``,
+  ``pcontext_459``, ``voc_20``): the official prompt strings and the official seen mask, shipped as
+  data (:mod:`ebseg_lite.data.benchmarks`). :func:`load_class_names` returns those strings, so a
+  benchmark dataset's ``class_names`` are what the official model was trained and tested with, and
+  :func:`seen_for` recognises them and returns the official mask (VOC 20/20, PC-59 51/59,
+  PC-459 94/459, ADE-150 67/150, ADE-847 115/847).
+* **your own list** (``["cat, kitty", "sofa"]``, or a ``classes.txt``): a class is seen when one of
+  its comma-separated synonyms is a training synonym (FC-CLIP's rule). Against the official
+  training set the training synonyms are FC-CLIP's COCO-Stuff lists (``person, child, girl, ...``),
+  the same lists the official mask comes from; against any other training vocabulary, the commas
+  in its own names.
 
-The first synonym is the display name; the whole line goes into the text templates and the
-synonyms serve the seen/new rule of ``ebseg_lite.vocabulary`` (paper section 3.4). The synonyms
-in these files were chosen for ebseg_lite, so seen counts can differ a little from the official
-ones (VOC 20/20, PC-59 51/59, ADE-150 67/150).
-
-ADE20K-847 and Pascal Context-459 are too long to curate here; their names are read from the
-user's dataset folder (see ``USER_CLASS_FILES``).
+Plug-ins add named vocabularies through the registry (the toy world's ``toyworld``).
 """
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 
 from ebseg_lite import registry
-from ebseg_lite.data.layouts import BENCHMARKS, resolve_data_root
-from ebseg_lite.vocabulary import seen_mask, validate_class_names
+from ebseg_lite.data.benchmarks import BENCHMARK_VOCABULARIES, benchmark_vocabulary
+from ebseg_lite.vocabulary import synonyms, validate_class_names
 
-_HERE = Path(__file__).resolve().parent
-
-#: Vocabularies shipped with the package: name -> (file, number of classes K).
-BUILTIN_VOCABULARIES: Dict[str, Tuple[str, int]] = {
-    "coco_stuff_171": ("coco_stuff_171.txt", 171),
-    "ade20k_150": ("ade20k_150.txt", 150),
-    "pcontext_59": ("pcontext_59.txt", 59),
-    "voc_20": ("voc_20.txt", 20),
-}
-
-#: Vocabularies read from the dataset folder: name -> (benchmark whose folder holds it, K).
-#: Accepted files there, first found wins: ``classes.txt`` (this module's format; a leading
-#: ``"12:"`` index as in the official lists is tolerated) or ``classes.json`` (a list of names, or
-#: a list of ``{"name": ...}`` objects, ordered by their ``"trainId"`` when present).
-USER_CLASS_FILES: Dict[str, Tuple[str, int]] = {
-    "ade20k_847": ("ade20k_847", 847),
-    "pcontext_459": ("pcontext_459", 459),
-}
+#: The official vocabularies shipped with the package: name -> number of classes K.
+BUILTIN_VOCABULARIES = dict(BENCHMARK_VOCABULARIES)
 
 TRAIN_VOCABULARY = "coco_stuff_171"
 
@@ -51,9 +38,11 @@ _INDEX_PREFIX = re.compile(r"^\s*\d+\s*:\s*")
 
 
 def read_class_file(path: Union[str, Path]) -> List[str]:
-    """Read a vocabulary file (``.txt`` one class per line, or ``.json``) into K class names.
+    """Read a user's vocabulary file (``.txt`` one class per line, or ``.json``) into K class names.
 
-    Blank lines and lines starting with ``#`` are skipped; a leading ``"<index>:"`` is dropped.
+    In a ``.txt``, blank lines and lines starting with ``#`` are skipped and a leading ``"<index>:"``
+    (as in FC-CLIP's lists) is dropped; synonyms are separated by commas. A ``.json`` holds a list of
+    names, or of ``{"name": ...}`` objects (ordered by ``"trainId"`` when every object has one).
     Raises ``FileNotFoundError`` or ``ValueError`` naming the file.
     """
     path = Path(path)
@@ -84,64 +73,62 @@ def _names_from_json(path: Path) -> List[str]:
     return list(data)
 
 
-def load_class_names(name: str, data_root: Optional[Union[str, Path]] = None) -> List[str]:
-    """The K class names of a vocabulary, in label-id order.
+def load_class_names(name: str) -> List[str]:
+    """The K class names of a named vocabulary, in label-id order.
 
     Args:
-        name: one of ``coco_stuff_171``, ``ade20k_150``, ``pcontext_59``, ``voc_20`` (shipped) or
-            ``ade20k_847``, ``pcontext_459`` (read from the dataset folder under ``data_root``), or
-            or a plug-in's registered vocabulary (the toy world's ``toyworld`` / ``toyworld_seen``).
-        data_root: only for the last two; defaults to ``$EBSEG_DATA`` / ``$DETECTRON2_DATASETS``.
+        name: a benchmark (``coco_stuff_171``, ``ade20k_150``, ``ade20k_847``, ``pcontext_59``,
+            ``pcontext_459``, ``voc_20``: the official prompt strings) or a plug-in's registered
+            vocabulary (the toy world's ``toyworld`` / ``toyworld_seen``).
     Returns:
-        list of K strings, each possibly "syn1, syn2".
+        list of K strings.
     """
-    if name in BUILTIN_VOCABULARIES:
-        fname, k = BUILTIN_VOCABULARIES[name]
-        names = read_class_file(_HERE / fname)
-        if len(names) != k:  # guards against an edited data file
-            raise ValueError(f"{fname} has {len(names)} classes, expected {k}")
-        return names
-    if name in USER_CLASS_FILES:
-        return _load_user_vocabulary(name, data_root)
-    if registry.has("vocabulary", name):  # plug-ins' vocabularies (the toy world's "toyworld", "toyworld_seen")
+    if name in BENCHMARK_VOCABULARIES:
+        return list(benchmark_vocabulary(name).names)
+    if registry.has("vocabulary", name):
         return validate_class_names(registry.lookup("vocabulary", name)())
-    known = sorted(BUILTIN_VOCABULARIES) + sorted(USER_CLASS_FILES) + registry.names("vocabulary")
+    known = sorted(BENCHMARK_VOCABULARIES) + registry.names("vocabulary")
     raise KeyError(f"unknown vocabulary {name!r}; known: {known}")
 
 
-def _load_user_vocabulary(name: str, data_root) -> List[str]:
-    bench, k = USER_CLASS_FILES[name]
-    folder = resolve_data_root(data_root) / BENCHMARKS[bench].folder
-    candidates = [folder / "classes.txt", folder / "classes.json"]
-    for path in candidates:
-        if path.is_file():
-            names = read_class_file(path)
-            if len(names) != k:
-                raise ValueError(
-                    f"{path} lists {len(names)} classes but {name} has {k}; "
-                    f"it must hold one line per label id 0..{k - 1}"
-                )
-            return names
-    raise FileNotFoundError(
-        f"the {k} class names of {name} are not shipped with ebseg_lite; put them in "
-        f"{candidates[0]} (one class per line, in label-id order, synonyms separated by ', ') "
-        f"or {candidates[1]} (a JSON list of names)"
-    )
+def official_benchmark(class_names: Sequence[str]) -> Optional[str]:
+    """The benchmark whose official prompt strings are exactly ``class_names`` (in order), else None."""
+    names = tuple(class_names)
+    for name, k in BENCHMARK_VOCABULARIES.items():
+        if len(names) == k and names == benchmark_vocabulary(name).names:
+            return name
+    return None
 
 
-def seen_split(
-    benchmark_names: Sequence[str], train_names: Optional[Sequence[str]] = None
-) -> Tuple[torch.Tensor, int, int]:
-    """Which benchmark classes are seen in training (FC-CLIP's synonym rule, used by EBSeg).
+def training_synonyms(train_names: Sequence[str]) -> Set[str]:
+    """The synonyms a user's class is compared with: FC-CLIP's COCO-Stuff lists (stripped) when
+    ``train_names`` is the official COCO-Stuff-171 vocabulary, else the commas of ``train_names``."""
+    if official_benchmark(train_names) == TRAIN_VOCABULARY:
+        return {s.strip() for syns in benchmark_vocabulary(TRAIN_VOCABULARY).synonyms for s in syns if s.strip()}
+    return {s for n in train_names for s in synonyms(n)}
+
+
+def seen_for(class_names: Sequence[str], train_names: Optional[Sequence[str]] = None) -> torch.Tensor:
+    """(K,) bool: which of ``class_names`` are seen in training (see the module docstring).
 
     Args:
-        benchmark_names: K test class names.
-        train_names: the training vocabulary; COCO-Stuff-171 when omitted.
+        class_names: K test class names.
+        train_names: the training vocabulary; the official COCO-Stuff-171 when omitted.
     Returns:
-        ``(seen, num_seen, num_new)``: seen is a (K,) bool tensor.
+        the official mask when both are official vocabularies, else the synonym rule's.
     """
     if train_names is None:
         train_names = load_class_names(TRAIN_VOCABULARY)
-    seen = seen_mask(benchmark_names, train_names)  # (K,)
+    bench = official_benchmark(class_names)
+    if bench is not None and official_benchmark(train_names) == TRAIN_VOCABULARY:
+        return benchmark_vocabulary(bench).seen
+    train = training_synonyms(train_names)
+    return torch.tensor([any(s in train for s in synonyms(n)) for n in class_names], dtype=torch.bool)
+
+
+def seen_split(benchmark_names: Sequence[str],
+               train_names: Optional[Sequence[str]] = None) -> Tuple[torch.Tensor, int, int]:
+    """``(seen, num_seen, num_new)`` with seen = :func:`seen_for` ``(benchmark_names, train_names)``."""
+    seen = seen_for(benchmark_names, train_names)  # (K,)
     num_seen = int(seen.sum())
     return seen, num_seen, len(seen) - num_seen

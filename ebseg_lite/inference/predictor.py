@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from ebseg_lite.data.vocabularies import load_class_names
+from ebseg_lite.data.vocabularies import load_class_names, seen_for
 from ebseg_lite.inference.outputs import Encoded, Prediction, label_map, upsample_masks
 from ebseg_lite.inference.text_cache import TextCache
 from ebseg_lite.io.images import load_image, resize_shortest_edge
@@ -26,7 +26,7 @@ from ebseg_lite.modeling.balance import (balance, balance_embeddings, class_logi
                                          void_probability, with_background, with_void)
 from ebseg_lite.modeling.ebseg import EBSeg
 from ebseg_lite.modeling.text import encode_class_names, get_templates
-from ebseg_lite.vocabulary import seen_mask, validate_class_names
+from ebseg_lite.vocabulary import validate_class_names
 
 
 class EBSegPredictor:
@@ -130,9 +130,10 @@ class EBSegPredictor:
         self._text_cache.clear()
 
     def resolve_seen(self, class_names: Sequence[str], seen=None) -> torch.Tensor:
-        """(K,) bool: given explicitly, or by the synonym rule against the training vocabulary."""
+        """(K,) bool: given explicitly, else the official mask for an official benchmark vocabulary and the
+        synonym rule for any other list (:func:`ebseg_lite.data.vocabularies.seen_for`)."""
         if seen is None:
-            return seen_mask(class_names, self.train_class_names)
+            return seen_for(class_names, self.train_class_names)
         seen = torch.as_tensor(seen, dtype=torch.bool).flatten()
         if seen.numel() != len(class_names):
             raise ValueError(f"seen has {seen.numel()} entries for {len(class_names)} classes; give one bool per class")

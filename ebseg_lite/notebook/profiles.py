@@ -76,10 +76,9 @@ def setup(profile: Optional[str] = None, *, seed: int = 0) -> Profile:
         from ebseg_lite.toyworld import ToyWorld
         w = ToyWorld()
         return Profile("toy", "cpu", "toy", list(w.class_names), list(w.seen), seed)
-    from ebseg_lite.data.vocabularies import load_class_names
-    from ebseg_lite.vocabulary import seen_mask
-    names = load_class_names("ade20k_150")
-    seen = seen_mask(names, load_class_names("coco_stuff_171")).tolist()
+    from ebseg_lite.data.benchmarks import benchmark_vocabulary
+    vocab = benchmark_vocabulary("ade20k_150")  # the official prompts and seen mask (67 of 150)
+    names, seen = list(vocab.names), list(vocab.seen_flags)
     return Profile("full", "cuda" if torch.cuda.is_available() else "cpu", "vit_b", names, seen, seed)
 
 
