@@ -64,7 +64,10 @@ def train_step_cost(preset: str = "vit_b", *, batch: int = 2, size: int = 640, s
     res = {"preset": preset, "batch": batch, "size": size, "precision": precision, "device": str(trainer.device),
            "cache_features": cache_features, "threads": torch.get_num_threads(),
            "sec_per_step": sum(r["sec_per_step"] for r in rows[1:]) / max(1, len(rows) - 1),
-           "first_step_sec": rows[0]["sec_per_step"], "peak_process_rss_gb": _peak_rss_gb()}
+           "first_step_sec": rows[0]["sec_per_step"], "steps_timed": max(0, len(rows) - 1),
+           "peak_process_rss_gb": _peak_rss_gb()}
+    if trainer.cache is not None:  # the frozen-feature cache: one miss per image, hits on every later visit
+        res["cache_misses"], res["cache_hits"] = trainer.cache.misses, trainer.cache.hits
     if trainer.device.type == "cuda":
         res["peak_cuda_gb"] = torch.cuda.max_memory_allocated(trainer.device) / 1024 ** 3
     return res

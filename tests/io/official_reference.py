@@ -14,7 +14,7 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parents[3] / "shared" / "reference"
 
 
 def reference_dir() -> Optional[Path]:

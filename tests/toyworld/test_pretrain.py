@@ -11,6 +11,7 @@ from ebseg_lite.cli.main import main
 from ebseg_lite.toyworld.presets import toy, toy_weights_dir
 from ebseg_lite.toyworld import ToyWorld
 from ebseg_lite.toyworld.pretrain_clip import load_toy_clip, zero_shot_accuracy
+from ebseg_lite.toyworld.pretrain_sam import load_toy_sam, sam_loss
 from ebseg_lite.toyworld.tokenizer import PAD, SOT, UNK, ToyTokenizer, corpus_strings
 from ebseg_lite.io.checkpoints import checkpoint_metadata, read_state_dict
 
@@ -19,10 +20,10 @@ SHIPPED = toy_weights_dir()
 
 def test_tokenizer_round_trip():
     tok = ToyTokenizer.from_world()
-    t = tok(["a photo of a red ring.", "a zebra"])
+    t = tok(["a photo of a red striped.", "a zebra"])
     assert t.shape == (2, 32) and t.dtype == torch.long
     assert int(t.max()) == tok.eot == tok.vocab_size - 1
-    assert t[0, 0] == SOT and t[0].argmax() == 8       # sot a photo of a red ring . eot
+    assert t[0, 0] == SOT and t[0].argmax() == 8       # sot a photo of a red striped . eot
     assert t[0, 9:].eq(PAD).all()
     assert UNK in t[1].tolist() and UNK not in t[0].tolist()
     for s in corpus_strings():                          # every toy word is known
@@ -30,34 +31,73 @@ def test_tokenizer_round_trip():
     long = tok(["a " * 100])
     assert long.shape == (1, 32) and long[0, -1] == tok.eot   # cut like open_clip, EOT kept
     rebuilt = ToyTokenizer(tok.kept_ids)
-    assert torch.equal(rebuilt(["there is a purple cross in the scene."]), tok(["there is a purple cross in the scene."]))
+    assert torch.equal(rebuilt(["there is a purple zigzag in the scene."]), tok(["there is a purple zigzag in the scene."]))
 
 
 def test_pretrain_clip_command(tmp_path, capsys):
     out = tmp_path / "clip.safetensors"
     rc = main(["toyworld", "pretrain-clip", "--out", str(out), "--steps", "2", "--batch-size", "8",
-               "--pool-size", "16", "--eval-per-class", "1", "--seed", "1"])
+               "--pool-pairs", "8", "--eval-per-class", "1", "--seed", "1"])
     assert rc == 0 and out.is_file()
     summary = json.loads(checkpoint_metadata(out)["summary"])
     assert np.isfinite(summary["final_loss"]) and summary["steps"] == 2
     model, tok = load_toy_clip(out)
     assert tok.kept_ids == ToyTokenizer.from_world().kept_ids
     with torch.no_grad():
-        f = model.encode_text(tok(["a red ring."]))
+        f = model.encode_text(tok(["a red striped."]))
     assert f.shape == (1, 64) and torch.isfinite(f).all()
 
 
 def test_pretrain_sam_command(tmp_path):
     out = tmp_path / "sam.safetensors"
     rc = main(["toyworld", "pretrain-sam", "--out", str(out), "--steps", "2", "--batch-size", "2",
-               "--eval-scenes", "2", "--seed", "1"])
+               "--prompts-per-image", "2", "--eval-scenes", "1", "--seed", "1"])
     assert rc == 0 and out.is_file()
     sd = read_state_dict(out)
-    assert all(k.startswith("image_encoder.") for k in sd)
-    assert np.isfinite(json.loads(checkpoint_metadata(out)["summary"])["final_loss"])
+    assert {k.split(".")[0] for k in sd} == {"image_encoder", "prompt_encoder", "mask_decoder"}   # the whole Sam
+    summary = json.loads(checkpoint_metadata(out)["summary"])
+    assert np.isfinite(summary["final_loss"]) and 0 <= summary["proposal_recall"] <= 1
     from ebseg_lite.builder import build_sam
-    enc = build_sam(toy().sam, str(out))   # the preset's encoder accepts the file (neck dropped)
+    enc = build_sam(toy().sam, str(out))   # the preset's encoder accepts the file (neck, decoder dropped)
     assert torch.equal(enc.pos_embed, sd["image_encoder.pos_embed"])
+    sam = load_toy_sam(out)
+    assert torch.equal(sam.mask_decoder.iou_token.weight, sd["mask_decoder.iou_token.weight"])
+
+
+def test_sam_loss_back_propagates_the_best_candidate_only():
+    target = torch.zeros(1, 8, 8)
+    target[0, 2:6, 2:6] = 1
+    logits = torch.full((1, 3, 8, 8), -5.0)
+    logits[0, 1] = target[0] * 10 - 5          # candidate 1 is the target; 0 and 2 are empty
+    logits[0, 2, :4] = 5.0                      # candidate 2 covers the top half
+    logits.requires_grad_(True)
+    true_iou = torch.tensor([[0.0, 1.0, 8 / 40]])   # top half (32 px) vs the 16 px square: 8 / 40
+    loss = sam_loss(logits, true_iou.clone(), target)
+    loss.backward()
+    assert logits.grad[0, 0].abs().sum() == 0 and logits.grad[0, 2].abs().sum() == 0
+    assert logits.grad[0, 1].abs().sum() > 0
+    iou_pred = torch.zeros(1, 3, requires_grad=True)
+    loss2 = sam_loss(logits.detach(), iou_pred, target)
+    assert torch.isclose(loss2 - loss.detach(), (true_iou ** 2).mean())  # the IoU head's MSE on true IoUs
+
+
+def test_twin_pool_pairs_differ_in_one_thing():
+    from ebseg_lite.toyworld.pretrain_clip import make_pool
+    w = ToyWorld()
+    images, labels = make_pool(w, 6, seed=0, progress=False)
+    assert images.shape == (12, 64, 64, 3) and images.dtype == np.uint8
+    for i in range(0, 12, 2):
+        a, b = list(labels[i]), list(labels[i + 1])
+        stuff_a = [c for c in a if c >= w.num_things]
+        assert stuff_a == [c for c in b if c >= w.num_things] and len(a) == len(b)
+        changed = [(x, y) for x, y in zip(a, b) if x != y]
+        assert len(changed) == 1                                 # one thing got another pattern or colour
+        (x, y), = changed
+        ax, ay = w.thing_attributes(x), w.thing_attributes(y)
+        assert (ax[0] == ay[0]) != (ax[1] == ay[1])
+        # same layout: pixel noise is redrawn, but large changes stay inside that one thing
+        diff = (np.abs(images[i].astype(int) - images[i + 1].astype(int)).max(-1) > 40).mean()
+        assert 0.005 < diff < 0.4
 
 
 def test_toy_preset_missing_weights(monkeypatch, tmp_path):

@@ -307,4 +307,6 @@ def test_train_benchmark_reports_step_cost(capsys):
         assert key in out
     from ebseg_lite.train.bench import train_step_cost
     res = train_step_cost("tiny", batch=2, size=64, steps=2, device="cpu", cache_features=True, num_points=64)
-    assert res["sec_per_step"] > 0 and res["cache_features"] is True
+    # 3 optimiser steps over the same 2 images: the encoders run once per image, the cache serves the rest
+    assert (res["cache_misses"], res["cache_hits"], res["steps_timed"]) == (2, 4, 2)
+    assert "cache_hits" not in train_step_cost("tiny", batch=2, size=64, steps=1, device="cpu", num_points=64)

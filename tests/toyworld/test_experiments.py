@@ -2,6 +2,7 @@
 the report folder, and the trained-model cache."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -35,8 +36,26 @@ def test_modes_cover_the_paper_tables_and_official_mode_is_the_default(tmp_path,
     test = held_out_scenes(2)
     res = evaluate_modes(model, test, progress=False)
     w = ToyWorld()
+    k = len(w.class_names)
+    encoded = [(model.encode(item["image"], keep_intermediates=False), item["label"]) for item in test]
     for m, r in res.items():
-        assert 0.0 <= r["mIoU"] <= 100.0 and len(r["IoU"]) == len(w.class_names), m
+        # intersection / union counted here, pixel by pixel, from the same mode's labels
+        inter, gt, pred = np.zeros(k), np.zeros(k), np.zeros(k)
+        for enc, label in encoded:
+            got = model.classify(enc, w.class_names, seen=w.seen, **MODES[m]).labels.numpy()
+            lab = label.numpy()
+            keep = lab != 255
+            got, lab = got[keep], lab[keep]
+            inter += np.bincount(lab[got == lab], minlength=k)
+            gt += np.bincount(lab, minlength=k)
+            pred += np.bincount(got, minlength=k)
+        present = gt > 0
+        want = 100 * inter[present] / (gt + pred - inter)[present]
+        np.testing.assert_allclose(np.asarray(r["IoU"])[present], want, rtol=1e-9, err_msg=m)
+        assert np.isnan(np.asarray(r["IoU"])[~present]).all(), m
+        seen = np.asarray(w.seen)
+        assert r["mIoU"] == pytest.approx(want.mean()), m
+        assert r["mIoU_seen"] == pytest.approx(100 * (inter / np.maximum(gt + pred - inter, 1))[present & seen].mean()), m
     item = test[0]
     enc = model.encode(item["image"])
     default = model.classify(enc, w.class_names, seen=w.seen).labels
@@ -67,7 +86,13 @@ def test_demo_writes_the_report(tmp_path, monkeypatch):
     for name in ("predictions.png", "per_class_iou.png", "affinity.png", "table.txt"):
         assert (out / name).stat().st_size > 0, name
     table = (out / "table.txt").read_text()
-    assert table.count("A+B+D official") == 2 and metrics["seconds"] > 0
+    assert table.count("A+B+D official") == 2
+    # one seed: the mean is that seed's figure and the spread is zero; the table prints the same number
+    for tag in ("ssc", "no_ssc"):
+        one = saved["per_seed"][tag][0]["summary"]["A+B+D official"]["mIoU"]
+        assert saved["stats"][tag]["A+B+D official"]["mIoU"] == {"mean": pytest.approx(one), "std": 0.0}
+        assert f"{one:.1f}" in table
+    assert saved["seconds"] == metrics["seconds"]
 
 
 def test_per_class_figure_shows_percent():

@@ -7,6 +7,7 @@ import torch
 
 from ebseg_lite.data.vocabularies import load_class_names
 from ebseg_lite.toyworld import IGNORE, ToyWorld
+from ebseg_lite.toyworld.textures import COLOURS, PATTERNS
 from ebseg_lite.vocabulary import seen_mask
 
 
@@ -25,9 +26,13 @@ def test_vocabulary_design(world):
     assert k == 36 and len(world.seen) == k and len(set(world.class_names)) == k
     assert sorted(world.seen_names + world.new_names) == sorted(world.class_names)
     assert 15 <= len(world.seen_names) <= 25
-    # all three kinds of "new": a new colour, a new shape, a held-out combination, new stuff
-    assert "purple ring" in world.new_names and "white cross" in world.new_names
-    assert "red triangle" in world.new_names and "red circle" in world.seen_names
+    # all three kinds of "new": a new colour, a new pattern, a held-out combination, new stuff
+    assert "purple dotted" in world.new_names and "cyan zigzag" in world.new_names
+    assert "red striped" in world.new_names and "red solid" in world.seen_names
+    assert world.thing_attributes(world.class_names.index("red striped")) == ("red", "striped")
+    seen_words = {w for n in world.seen_names for w in n.split()}
+    assert "red" in seen_words and "striped" in seen_words          # a new combination of seen words
+    assert "purple" not in seen_words and "zigzag" not in seen_words
     assert "wood" in world.new_names and "grass" in world.seen_names
     assert all("," not in n for n in world.class_names)
 
@@ -112,3 +117,44 @@ def test_dataset_items(world):
 def test_forced_classes(world):
     s = world.scene(11, things=[3], stuff=[world.stuff_ids[1]], num_objects=1)
     assert s.classes == [3, world.stuff_ids[1]]
+
+
+def _tone_share(world, pattern, colour="red", seed=5):
+    """Share of a forced thing's interior pixels closer to its second tone than to its colour."""
+    cid = world.class_names.index(f"{colour} {pattern}")
+    s = world.scene(seed, things=[cid], stuff=[world.stuff_ids[0]], num_objects=1)
+    m = s.instances[list(s.instance_labels).index(cid)]
+    for _ in range(2):                      # skip the dark outline
+        m = m & np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1)
+    px = s.image[m].astype(np.float32)      # (P, 3)
+    col = np.asarray(COLOURS[colour], np.float32)
+    return float((np.abs(px - col).sum(1) > 150).mean())
+
+
+def test_patterns_fill_the_region(world):
+    # the class is visible inside the region: the second tone's share is the pattern's (v2 design)
+    shares = {p: _tone_share(world, p) for p in PATTERNS}
+    assert shares["solid"] < 0.02
+    assert 0.4 < shares["striped"] < 0.6 and 0.4 < shares["checked"] < 0.6
+    assert 0.1 < shares["dotted"] < 0.3 and 0.15 < shares["zigzag"] < 0.45
+    # striped and zigzag are light, the others dark: the second tone's brightness tells them apart
+    cid = world.class_names.index("red striped")
+    s = world.scene(5, things=[cid], stuff=[world.stuff_ids[0]], num_objects=1)
+    m = s.instances[list(s.instance_labels).index(cid)]
+    assert s.image[m].max(1).mean() > 150 and s.image[m].min(1).mean() > 80   # light bands lift every channel
+
+
+def test_outline_names_nothing(world):
+    # one class drawn with several silhouettes: the area of the same class varies a lot over seeds
+    cid = world.class_names.index("blue solid")
+    areas = [world.scene(i, things=[cid], stuff=[world.stuff_ids[1]], num_objects=1).instances[-1].sum()
+             for i in range(12)]
+    assert max(areas) > 2 * min(areas)
+
+
+def test_save_scene(tmp_path):
+    from PIL import Image
+    from ebseg_lite.toyworld.world import save_scene
+    s = save_scene(tmp_path / "scene.png", seed=4)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "scene.png").convert("RGB")), s.image)
+    np.testing.assert_array_equal(s.image, ToyWorld().scene(4).image)
