@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from ebseg_lite.inference.outputs import Encoded, Prediction, upsample_masks
 from ebseg_lite.viz.overlays import class_colors, overlay
@@ -208,40 +209,58 @@ def explore(model, encoded: Encoded, class_names: Union[str, Sequence[str]], *, 
                          contributions=contributions(pred, q), areas=areas, warnings=warnings)
 
 
+def mix_equation(pred: Prediction) -> str:
+    """The balancing equation with the prediction's own weights, as drawn in the contribution panel."""
+    if pred.balancing == "official":
+        fmt = lambda w: " + ".join(f"{float(v):.2f} log P{x}" for v, x in zip(w, BRANCHES))
+        return (f"log P(k) = sum_x w_x(k) log P_x(k) - log Z\nseen: {fmt(pred.weights['w_seen'])}"
+                f"\nnew: {fmt(pred.weights['w_new'])}")
+    a, b, g = (float(v) for v in pred.weights["paper_abg"])
+    return (f"logit(k) = s (w_A A + w_B B + w_D D) . t_k\nseen: {a:.2f} A + {b:.2f} B + {1 - a - b:.2f} D"
+            f"\nnew: {g:.2f} A + {b:.2f} B + {1 - g - b:.2f} D")
+
+
 def explorer_figure(result: ExploreResult, *, top: int = 6, title: Optional[str] = None) -> Figure:
-    """Three panels: the segmentation over the image (the explained pixel marked), the explained
-    query's final class probabilities, and each embedding's contribution to its top classes
-    (centred per embedding, see :attr:`Contributions.centered`)."""
+    """Three panels: the segmentation over the image (the explained pixel marked, legend with seen/new
+    and area), the explained query's final class probabilities, and each embedding's weighted term
+    ``w_x(k) log P_x(k)`` (official) or ``w_x(k) s x . t_k`` (paper) exactly as it enters the mix, for
+    its top classes: a term is 0 where its weight is 0, and the bars of a class sum to the score whose
+    softmax is the probability (:attr:`Contributions.total`). The equation is the panel's title."""
     pred, names = result.prediction, result.class_names
     cols = class_colors(names) / 255.0  # (K, 3)
-    fig = Figure(figsize=(13, 3.8), layout="constrained")
-    ax_img, ax_prob, ax_con = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.5, 1, 1.3]})
-    ax_img.imshow(np.asarray(overlay(display_image(pred), pred.labels, names, max_legend=8)))
+    fig = Figure(figsize=(14, 4.2), layout="constrained")
+    ax_img, ax_prob, ax_con = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.3, 1, 1.3]})
+    ax_img.imshow(np.asarray(overlay(display_image(pred), pred.labels, names, legend=False)),
+                  interpolation="nearest")
     y, x = result.pixel
-    ax_img.plot([x], [y], marker="x", color="black", markersize=10, mew=2.5, label=f"pixel ({y}, {x})")
-    ax_img.legend(loc="lower left", fontsize=8)
+    tag = lambda i: names[i] + (" (seen)" if result.seen[i] else " (new)")
+    handles = [Patch(facecolor=cols[names.index(n)], edgecolor="black",
+                     label=f"{tag(names.index(n))} {100 * a:.0f}%") for n, a in list(result.areas.items())[:8]]
+    handles += ax_img.plot([x], [y], marker="x", color="black", markersize=10, mew=2.5, ls="",
+                           label=f"pixel ({y}, {x})")
+    ax_img.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
     ax_img.set_xticks([]), ax_img.set_yticks([])
-    ax_img.set_title(title or f"segmentation ({pred.balancing} balancing)")
+    ax_img.set_title(title or f"segmentation ({pred.balancing} balancing)", fontsize=9)
     k = len(names)
     p = result.class_probs[:k]
     order = torch.argsort(p, descending=True, stable=True)[:top].tolist()
-    tag = lambda i: names[i] + ("" if result.seen[i] else " (new)")
     ax_prob.barh(range(len(order)), [float(p[i]) for i in order], color=[cols[i] for i in order], edgecolor="black")
     ax_prob.set_yticks(range(len(order)), [tag(i) for i in order])
     ax_prob.invert_yaxis()
     ax_prob.set_xlim(0, 1)
     ax_prob.set_xlabel("probability")
-    ax_prob.set_title(f"query {result.query} at the pixel: p(void) = {float(result.class_probs[-1]):.2f}")
-    terms = result.contributions.centered[:, order].numpy()  # (3, n)
+    ax_prob.set_title(f"query {result.query} at the pixel: p(void) = {float(result.class_probs[-1]):.2f}", fontsize=9)
+    terms = result.contributions.terms[:, order].numpy()  # (3, n) exactly the summed terms
     width = 0.27
     for i, (b, c) in enumerate(zip(BRANCHES, ("tab:red", "tab:green", "tab:blue"))):
         ax_con.barh(np.arange(len(order)) + (i - 1) * width, terms[i], height=width, color=c, label=b)
     ax_con.axvline(0, color="black", lw=0.8)
     ax_con.set_yticks(range(len(order)), [tag(i) for i in order])
     ax_con.invert_yaxis()
-    ax_con.set_xlabel(f"weighted {result.contributions.space} - its mean over classes")
-    ax_con.set_title("each embedding's contribution (sum -> softmax)")
-    ax_con.legend(title="embedding", fontsize=8, loc="best")
+    ax_con.set_xlabel(f"w_x(k) x {'log P_x(k)' if pred.balancing == 'official' else 's x . t_k'} "
+                      f"({result.contributions.space})")
+    ax_con.set_title(mix_equation(pred), fontsize=8)
+    ax_con.legend(title="embedding x", fontsize=8, loc="best")
     return fig
 
 

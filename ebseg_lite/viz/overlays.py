@@ -4,18 +4,14 @@ Everything here draws without a display: overlays are PIL images, plots are ``ma
 objects built without pyplot (so any backend works, Agg included, and a notebook shows a returned
 figure exactly once). Shapes follow ``ebseg_lite.shapes``.
 
-Colours: ``class_colors`` gives every class *name* its own colour, computed from an MD5 hash of the
-stripped, lower-cased name (Python's ``hash`` is salted per process, so it would not be stable). The
-hash picks a hue on a continuous circle plus one of three saturations and three brightnesses, all
-kept away from grey and from very dark shades. So "sky" is the same colour in every notebook and in
-every vocabulary, and neighbouring or similar names ("class 1", "class 2", "car", "cars") land on
-unrelated colours instead of adjacent shades of one colormap. Two names can still by chance get
-similar colours; the legend names every colour, and ``overlay(..., colors=...)`` overrides them.
+Colours come from :mod:`ebseg_lite.viz.palette` (colorcet's glasbey palette, handed out per class name
+in the order names are first drawn, so a class keeps one colour across all figures of a session and
+the first classes get maximally distinct colours). An overlay blends the colours over the image *and*
+draws every region's outline in the unblended colour, so the legend swatches match what is drawn;
+``side_by_side=True`` adds the label map itself in those colours next to the blend.
 """
 from __future__ import annotations
 
-import colorsys
-import hashlib
 import os
 import pathlib
 from typing import List, NamedTuple, Optional, Sequence, Union
@@ -27,9 +23,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ebseg_lite.io.images import load_image
 from ebseg_lite.io.files import atomic_write
+from ebseg_lite.viz.palette import PALETTE, boundaries, class_colors, label_map_rgb  # noqa: F401 (re-exported)
 
-_SATURATIONS = (0.6, 0.8, 1.0)
-_VALUES = (0.72, 0.86, 1.0)
 IGNORE_LABEL = 255  # label value drawn as "unlabelled" (the datasets' ignore index); so are negatives
 
 
@@ -39,23 +34,6 @@ class LegendEntry(NamedTuple):
     name: str
     color: tuple
     fraction: float
-
-
-def class_colors(class_names: Sequence[str]) -> np.ndarray:
-    """Stable colours, one per class name (see the module docstring for the rule).
-
-    Args:
-        class_names: K names.
-    Returns:
-        (K, 3) uint8 numpy array of RGB colours; row k depends only on ``class_names[k]``.
-    """
-    rows = []
-    for name in class_names:
-        d = hashlib.md5(str(name).strip().lower().encode("utf-8")).digest()
-        hue = int.from_bytes(d[:4], "big") / 2 ** 32
-        rgb = colorsys.hsv_to_rgb(hue, _SATURATIONS[d[4] % 3], _VALUES[d[5] % 3])
-        rows.append([round(255 * c) for c in rgb])
-    return np.array(rows, dtype=np.uint8).reshape(len(rows), 3)  # (K, 3)
 
 
 def _labels_array(labels, num_classes: int) -> np.ndarray:
@@ -103,20 +81,31 @@ def _font(size: int = 14):
         return ImageFont.load_default()
 
 
+def seen_tag(seen, k: int) -> str:
+    """" (seen)" / " (new)" for class k when a (K,) seen mask is given, else ""."""
+    return "" if seen is None else (" (seen)" if bool(seen[k]) else " (new)")
+
+
 def overlay(image, labels, class_names: Sequence[str], *, alpha: float = 0.5, legend: bool = True,
-            title: Optional[str] = None, colors=None, max_legend: int = 20) -> Image.Image:
-    """Blend a label map's colours over an image, with a legend panel on the right.
+            title: Optional[str] = None, colors=None, max_legend: int = 20, seen=None, outline: int = 1,
+            side_by_side: bool = False, scale: int = 1) -> Image.Image:
+    """Blend a label map's colours over an image, outline each region in its full colour, legend on the right.
 
     Args:
         image: (3, H, W) uint8 tensor, or anything ``load_image`` accepts.
         labels: (H, W) integer map (long tensor or array); 255 or negative = unlabelled (not coloured).
         class_names: K names; colours from ``class_colors`` unless ``colors`` (K, 3) is given.
-        alpha: weight of the colour (0 = image only, 1 = colours only).
+        alpha: weight of the colour inside regions (0 = image only, 1 = colours only).
         legend: draw the legend panel (present classes by area, see ``legend_entries``).
         title: optional text in a strip above the picture.
         max_legend: at most this many legend rows; the rest are summarised as "+n more".
+        seen: optional (K,) bool; legend rows then say "(seen)" or "(new)".
+        outline: width in pixels of the region outlines drawn in the unblended colour (0 = none).
+        side_by_side: also draw the label map in pure colours right of the blend (same size).
+        scale: integer upscaling (nearest neighbour) of picture and labels, for small images.
     Returns:
-        RGB PIL image at least (W, H) in size (the picture sits at the top left, below the title).
+        RGB PIL image at least (W * scale, H * scale) in size (the picture sits at the top left,
+        below the title; with ``side_by_side`` the label map follows it).
     """
     img = load_image(image)  # (3, H, W)
     h, w = img.shape[-2:]
@@ -126,12 +115,27 @@ def overlay(image, labels, class_names: Sequence[str], *, alpha: float = 0.5, le
                          "nearest-neighbour interpolation (or the image) first")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if int(scale) < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale}")
     cols = _colors_for(class_names, colors)
-    valid = (lab >= 0) & (lab < len(class_names))  # (H, W)
-    color_map = cols[np.where(valid, lab, 0)].astype(np.float32)  # (H, W, 3)
-    pixels = img.permute(1, 2, 0).numpy().astype(np.float32)  # (H, W, 3)
-    mixed = np.where(valid[..., None], (1 - alpha) * pixels + alpha * color_map, pixels)
+    pixels = img.permute(1, 2, 0).numpy()  # (H, W, 3)
+    if scale > 1:
+        pixels = pixels.repeat(scale, 0).repeat(scale, 1)
+        lab_big = lab.repeat(scale, 0).repeat(scale, 1)
+    else:
+        lab_big = lab
+    valid = (lab_big >= 0) & (lab_big < len(class_names))  # (H', W')
+    color_map = label_map_rgb(lab_big, cols).astype(np.float32)  # (H', W', 3)
+    mixed = np.where(valid[..., None], (1 - alpha) * pixels.astype(np.float32) + alpha * color_map, pixels)
+    if outline > 0:
+        edge = boundaries(np.where(valid, lab_big, -1), outline) & valid
+        mixed[edge] = color_map[edge]
     picture = Image.fromarray(np.round(mixed).astype(np.uint8), "RGB")
+    if side_by_side:
+        both = Image.new("RGB", (2 * picture.width + 4, picture.height), "white")
+        both.paste(picture, (0, 0))
+        both.paste(Image.fromarray(label_map_rgb(lab_big, cols)), (picture.width + 4, 0))
+        picture = both
     if not legend and title is None:
         return picture
 
@@ -139,14 +143,17 @@ def overlay(image, labels, class_names: Sequence[str], *, alpha: float = 0.5, le
     rows = []
     if legend:
         entries = legend_entries(lab, class_names, colors=cols)
-        rows = [(e.color, f"{e.name[:40]}  {100 * e.fraction:.1f}%") for e in entries[:max_legend]]
+        rows = [(e.color, f"{e.name[:40]}{seen_tag(seen, e.index)}  {100 * e.fraction:.1f}%")
+                for e in entries[:max_legend]]
         if len(entries) > max_legend:
             rows.append((None, f"+{len(entries) - max_legend} more"))
     measure = ImageDraw.Draw(picture)
     text_w = max([measure.textlength(t, font=font) for _, t in rows], default=0)
     panel_w = int(pad + box + pad + text_w + pad) if rows else 0
     title_h = row + pad if title else 0
-    canvas = Image.new("RGB", (w + panel_w, title_h + max(h, pad + row * len(rows))), "white")
+    pw, ph = picture.size
+    canvas = Image.new("RGB", (max(pw + panel_w, int(measure.textlength(title or "", font=font)) + 2 * pad),
+                               title_h + max(ph, pad + row * len(rows))), "white")
     canvas.paste(picture, (0, title_h))
     draw = ImageDraw.Draw(canvas)
     if title:
@@ -154,8 +161,8 @@ def overlay(image, labels, class_names: Sequence[str], *, alpha: float = 0.5, le
     for i, (color, text) in enumerate(rows):
         y = title_h + pad + i * row
         if color is not None:
-            draw.rectangle([w + pad, y, w + pad + box, y + box], fill=color, outline="black")
-        draw.text((w + 2 * pad + box, y), text, fill="black", font=font)
+            draw.rectangle([pw + pad, y, pw + pad + box, y + box], fill=color, outline="black")
+        draw.text((pw + 2 * pad + box, y), text, fill="black", font=font)
     return canvas
 
 

@@ -141,6 +141,30 @@ def test_explorer_figure_has_three_labelled_panels(tiny_model, encoded):
     assert con.get_legend() is not None and "log-probability" in con.get_xlabel()
     assert [t.get_text() for t in con.get_legend().get_texts()] == ["A", "B", "D"]
     assert len(con.patches) == 9  # 3 classes x A, B, D
+    assert "0.21 log PA + 0.70 log PB + 0.09 log PD" in con.get_title()  # the equation with its weights
+    assert "new: 0.00 log PA + 0.70 log PB + 0.30 log PD" in con.get_title()
+
+
+def test_contribution_bars_are_the_weighted_terms_zero_where_the_weight_is_zero(tiny_model, encoded):
+    """The bars are w_x(k) log P_x(k) as summed in the geometric mix: A's bar of a new class is exactly 0
+    (its weight is 0), and each class's three bars add up to the score whose softmax is the probability."""
+    seen = [True, False, True, False]
+    r = explore(tiny_model, encoded, NAMES, seen=seen, balancing="official", w_seen=(0.21, 0.7, 0.09),
+                w_new=(0.0, 0.7, 0.3), pixel=(10, 10))
+    fig = explorer_figure(r, top=4)
+    con = fig.axes[2]
+    p = r.class_probs[:4]
+    order = torch.argsort(p, descending=True, stable=True).tolist()
+    widths = torch.tensor([bar.get_width() for bar in con.patches]).view(3, 4)  # rows A, B, D; columns: order
+    for j, k in enumerate(order):
+        log_p = {x: float(r.branch_probs[x][k].log()) for x in "ABD"}
+        w = (0.21, 0.7, 0.09) if seen[k] else (0.0, 0.7, 0.3)
+        assert widths[:, j].tolist() == pytest.approx([w[0] * log_p["A"], w[1] * log_p["B"], w[2] * log_p["D"]],
+                                                      abs=1e-5)
+        if not seen[k]:
+            assert widths[0, j] == 0.0
+    total = widths.sum(0).float()
+    assert torch.allclose(total.softmax(-1), (p[order] / p.sum()).float(), atol=1e-4)
 
 
 def test_explore_defaults_are_the_models(tiny_model, encoded):

@@ -29,13 +29,12 @@ def test_class_colors_shape_and_stability_across_vocabularies():
     assert np.array_equal(class_colors(NAMES), c)  # across calls
     assert np.array_equal(class_colors(["cat", "sky", "dog"])[1], c[0])  # across vocabularies
     assert np.array_equal(class_colors(["  Sky "])[0], c[0])  # whitespace and case do not matter
-    assert class_colors(["sky"])[0].tolist() == [0, 137, 219]  # pinned: same in every process (md5, not hash())
 
 
 def test_neighbouring_names_get_distinct_colours():
     c = class_colors([f"class {i}" for i in range(20)]).astype(int)
     assert len({tuple(r) for r in c}) == 20
-    assert np.sqrt(((c[1:] - c[:-1]) ** 2).sum(-1)).min() > 30
+    assert np.sqrt(((c[:, None] - c[None]) ** 2).sum(-1))[~np.eye(20, dtype=bool)].min() > 30  # every pair
 
 
 def test_legend_entries_only_present_ordered_by_area(scene):
@@ -56,7 +55,36 @@ def test_overlay_blends_and_keeps_unlabelled_pixels(scene):
     grass = class_colors(["grass"])[0].astype(float)
     assert px[30, 5].tolist() == np.round(0.5 * 100 + 0.5 * grass).astype(int).tolist()
     assert px[0, 5].tolist() == [100, 100, 100]  # label 255: not coloured
-    assert np.array_equal(np.asarray(overlay(img, labels, NAMES, alpha=0.0, legend=False)), img.permute(1, 2, 0).numpy())
+    assert np.array_equal(np.asarray(overlay(img, labels, NAMES, alpha=0.0, legend=False, outline=0)), img.permute(1, 2, 0).numpy())
+
+
+def test_overlay_outlines_regions_in_the_legend_colour(scene):
+    img, labels = scene
+    px = np.asarray(overlay(img, labels, NAMES, alpha=0.3, legend=False))
+    cols = class_colors(NAMES)
+    assert px[19, 30].tolist() == cols[0].tolist()   # sky's last row above grass: the pure sky colour
+    assert px[20, 30].tolist() == cols[1].tolist()   # grass's first row: the pure grass colour
+    assert px[5, 20].tolist() == cols[2].tolist()    # the house's top edge
+    assert px[10, 20].tolist() != cols[2].tolist()   # inside the house: a blend
+    assert px[1, 30].tolist() == cols[0].tolist()    # sky next to the unlabelled row is outlined ...
+    assert px[0, 30].tolist() == [100, 100, 100]     # ... the unlabelled row itself is not
+    no_outline = np.asarray(overlay(img, labels, NAMES, alpha=0.3, legend=False, outline=0))
+    assert no_outline[19, 30].tolist() != cols[0].tolist()
+
+
+def test_overlay_side_by_side_scale_and_seen_tags(scene):
+    img, labels = scene
+    both = overlay(img, labels, NAMES, legend=False, side_by_side=True, scale=2)
+    assert both.size == (2 * 120 + 4, 80)
+    right = np.asarray(both)[:, 124:]
+    assert right[60, 10].tolist() == class_colors(["grass"])[0].tolist()   # the pure label map, upscaled
+    assert right[0, 10].tolist() == [255, 255, 255]                        # unlabelled: white
+    seen = [True, False, True, True, True]
+    with_tags = overlay(img, labels, NAMES, seen=seen)
+    without = overlay(img, labels, NAMES)
+    assert with_tags.width > without.width   # " (seen)" / " (new)" make the legend wider
+    with pytest.raises(ValueError, match="scale"):
+        overlay(img, labels, NAMES, scale=0)
 
 
 def test_overlay_legend_panel_shows_only_present_colours(scene):
