@@ -57,6 +57,7 @@ class DecoderConfig:
     enc_heads: int = 8
     enc_points: int = 4
     enc_ffn: int = 1024
+    enc_init: str = "official"             # "official": xavier on every >1-dim encoder parameter | "torch"
     hidden_dim: int = 256
     num_queries: int = 100
     nheads: int = 8

@@ -1,8 +1,11 @@
 """The official training augmentation (Mask2Former's semantic mapper, as EBSeg configures it).
 
 Order, as in the official config: resize so the short side is one of 320, 384, ..., 960 (long
-side capped at 2560) -> random 640x640 crop -> SSD-style colour jitter -> horizontal flip
-(p = 0.5) -> pad bottom/right to 640x640 with image value 128 and the label's ignore value.
+side capped at 2560; the image with PIL bilinear, the label -- read as float64 by the official
+mapper -- with torch's nearest, both as detectron2's ``ResizeTransform`` does) -> random 640x640
+crop -> SSD-style colour jitter -> horizontal flip (p = 0.5) -> pad bottom/right to 640x640 with
+image value 128 and the label's ignore value. The training config's ``min_short`` / ``max_short``
+set the ends of the 11 short sides (:func:`short_side_choices`).
 
 Every function is pure: it takes an explicit ``torch.Generator`` and returns new tensors, so the
 same seed gives the same sample. Images are (3, H, W) uint8 RGB, labels (H, W) int64.
@@ -13,8 +16,10 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from ebseg_lite.io.images import shortest_edge_size
 
@@ -39,11 +44,22 @@ def _coin(gen: torch.Generator) -> bool:
     return _randint(2, gen) == 1
 
 
+def short_side_choices(min_short: int = 320, max_short: int = 960, n: int = 11) -> Tuple[int, ...]:
+    """``n`` evenly spaced short sides from ``min_short`` to ``max_short`` (320..960: 320, 384, ..., 960,
+    the official ``MIN_SIZE_TRAIN``)."""
+    if not 0 < min_short <= max_short or n < 1:
+        raise ValueError(f"need 0 < min_short <= max_short and n >= 1, got {min_short}, {max_short}, {n}")
+    if n == 1 or min_short == max_short:
+        return (min_short,)
+    return tuple(min_short + (max_short - min_short) * i // (n - 1) for i in range(n))
+
+
 def resize_pair(image: torch.Tensor, label: torch.Tensor, size: Tuple[int, int]) -> Pair:
-    """Resize the image bilinearly (antialiased, like PIL) and the label by nearest neighbour."""
-    img = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False,
-                        antialias=True)[0]  # (3, h, w)
-    img = img.round().clamp(0, 255).to(torch.uint8)
+    """Resize to ``size`` = (h, w): the uint8 image with PIL bilinear, the label by torch's nearest
+    on float64 (detectron2's ``ResizeTransform`` on the official mapper's uint8 image / double label)."""
+    pil = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
+    img = np.asarray(pil.resize((size[1], size[0]), Image.BILINEAR))  # (h, w, 3)
+    img = torch.from_numpy(img.copy()).permute(2, 0, 1).contiguous()  # (3, h, w) uint8
     lab = F.interpolate(label[None, None].double(), size=size, mode="nearest")[0, 0]  # (h, w)
     return img, lab.long()
 
@@ -155,16 +171,18 @@ def color_jitter_ssd(image: torch.Tensor, gen: torch.Generator, *, brightness_de
 
 
 def train_augment(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator, *,
-                  ignore_value: int = 255, crop: int = CROP_SIZE) -> Pair:
+                  ignore_value: int = 255, crop: int = CROP_SIZE,
+                  short_sides: Sequence[int] = TRAIN_SHORT_SIDES, max_size: int = TRAIN_MAX_SIZE) -> Pair:
     """The whole official training pipeline on one sample.
 
     Args:
         image: (3, H, W) uint8 RGB.  label: (H, W) int64 raw ids.
         gen: the random stream; the same seed gives the same output.
+        short_sides: the short sides drawn from (``short_side_choices(cfg.min_short, cfg.max_short)``).
     Returns:
         image (3, crop, crop) uint8 and label (crop, crop) int64.
     """
-    image, label = random_resize(image, label, gen)
+    image, label = random_resize(image, label, gen, short_sides=short_sides, max_size=max_size)
     image, label = random_crop(image, label, gen, crop)
     image = color_jitter_ssd(image, gen)
     image, label = random_hflip(image, label, gen)

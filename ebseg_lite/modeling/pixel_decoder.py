@@ -60,6 +60,7 @@ class PixelDecoder(nn.Module):
         self.layers = nn.ModuleList(
             DeformEncoderLayer(d, cfg.enc_ffn, len(self.levels), cfg.enc_heads, cfg.enc_points)
             for _ in range(cfg.enc_layers))
+        self._init_encoder(cfg.enc_init)
         self.lateral = nn.Sequential(nn.Conv2d(in_dim, d, 1, bias=False), _gn(cfg.gn_groups, d))
         self.output = nn.Sequential(nn.Conv2d(d, d, 3, padding=1, bias=False), _gn(cfg.gn_groups, d), nn.ReLU())
         self.mask_features = nn.Conv2d(d, cfg.mask_dim, 1)
@@ -69,6 +70,20 @@ class PixelDecoder(nn.Module):
         for conv in (self.lateral[0], self.output[0], self.mask_features):
             nn.init.kaiming_uniform_(conv.weight, a=1)
         nn.init.zeros_(self.mask_features.bias)
+
+    def _init_encoder(self, mode: str) -> None:
+        """Official (``msdeformattn.py``, ``MSDeformAttnTransformerEncoderOnly._reset_parameters``):
+        xavier-uniform on every encoder parameter with more than one dimension (so the FFN linears
+        too), then each deformable attention's own reset; ``level_embed`` is N(0, 1) either way.
+        ``"torch"`` keeps PyTorch's default init of the FFN linears."""
+        if mode not in ("official", "torch"):
+            raise ValueError(f"decoder.enc_init must be 'official' or 'torch', got {mode!r}")
+        if mode == "official":
+            for p in self.layers.parameters():
+                if p.dim() > 1:
+                    nn.init.xavier_uniform_(p)
+            for layer in self.layers:
+                layer.self_attn.reset_parameters()
 
     def forward(self, feats: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """

@@ -40,6 +40,7 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 1e-4
     weight_decay: float = 0.05
+    weight_decay_rule: str = "official"      # "official" (fusion LayerNorm2d decayed) | "all_norms" (train/optim.py)
     betas: tuple = (0.9, 0.999)
     poly_power: float = 0.9
     clip_grad: float = 0.01                  # L2 norm of all gradients together; 0 = off
@@ -52,6 +53,7 @@ class TrainConfig:
     num_points: int = 12544
     ssc_weight: float = 10.0                 # lambda; 0 turns SSC off
     ssc_form: str = "official"               # "official" (MSE on s^2-scaled A) | "paper" (abs. diff. of cosines)
+    ssc_empty: str = "official"              # image without matched segments: "official" (batch SSC -> 0) | "skip"
     # ---- bookkeeping
     seed: int = 0
     out_dir: str = "runs/ebseg"
@@ -87,6 +89,10 @@ class TrainConfig:
             raise ValueError(f"augment must be 'official' or 'none', got {self.augment!r}")
         if self.ssc_form not in ("official", "paper"):
             raise ValueError(f"ssc_form must be 'official' or 'paper', got {self.ssc_form!r}")
+        if self.ssc_empty not in ("official", "skip"):
+            raise ValueError(f"ssc_empty must be 'official' or 'skip', got {self.ssc_empty!r}")
+        if self.weight_decay_rule not in ("official", "all_norms"):
+            raise ValueError(f"weight_decay_rule must be 'official' or 'all_norms', got {self.weight_decay_rule!r}")
         for name in ("max_iters", "batch_size", "grad_accum", "log_every", "ckpt_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -98,12 +104,12 @@ class TrainConfig:
 
 def paper_b() -> TrainConfig:
     """The official EBSeg-B recipe on COCO-Stuff-171 (2 x A100-80G, about two days)."""
-    return TrainConfig(preset="vit_b", name="paper_b")
+    return TrainConfig(preset="vit_b", precision="fp16", name="paper_b")  # SOLVER.AMP: fp16 + GradScaler
 
 
 def paper_l() -> TrainConfig:
     """The official EBSeg-L recipe (lr 8e-5; 4 x A100-80G)."""
-    return TrainConfig(preset="vit_l", clip_pretrained="openai", lr=8e-5, name="paper_l")
+    return TrainConfig(preset="vit_l", clip_pretrained="openai", lr=8e-5, precision="fp16", name="paper_l")
 
 
 def cpu_tiny() -> TrainConfig:

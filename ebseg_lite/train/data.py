@@ -18,7 +18,7 @@ from typing import Iterator, List, Sequence, Tuple
 import torch
 from torch.utils.data import Dataset
 
-from ebseg_lite.data.augment import train_augment
+from ebseg_lite.data.augment import TRAIN_SHORT_SIDES, train_augment
 
 
 class EpochOrder:
@@ -72,8 +72,10 @@ def augment_seed(seed: int, step: int, position: int) -> int:
 class TrainView(Dataset):
     """A dataset read with keys ``(index, step, position)``: the item, augmented deterministically."""
 
-    def __init__(self, dataset, *, augment: str, crop_size: int, seed: int, ignore_value: int = 255):
+    def __init__(self, dataset, *, augment: str, crop_size: int, seed: int, ignore_value: int = 255,
+                 short_sides: Sequence[int] = TRAIN_SHORT_SIDES):
         self.dataset, self.augment, self.crop, self.seed, self.ignore = dataset, augment, crop_size, seed, ignore_value
+        self.short_sides = tuple(short_sides)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -87,7 +89,8 @@ class TrainView(Dataset):
             label = torch.where(label == ignore, torch.full_like(label, self.ignore), label)
         if self.augment == "official":
             g = torch.Generator().manual_seed(augment_seed(self.seed, step, position))
-            image, label = train_augment(image, label, g, ignore_value=self.ignore, crop=self.crop)
+            image, label = train_augment(image, label, g, ignore_value=self.ignore, crop=self.crop,
+                                         short_sides=self.short_sides)
         return {"image": image, "label": label, "index": index, "position": position}
 
 

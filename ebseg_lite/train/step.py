@@ -8,7 +8,8 @@ background embedding (normalised) and ``exp(t)`` CLIP's own logit scale. A and B
 scale s (A = s * normalize(.)), as in the official code.
 
 SSC (paper eq. 4-7) uses the last output's Hungarian matching: per image, the matched A rows and the text
-embeddings of their ground-truth classes; averaged over images.
+embeddings of their ground-truth classes; averaged over images (an image without matched segments: see
+``ssc_term``'s ``empty``).
 """
 from __future__ import annotations
 
@@ -64,25 +65,46 @@ def training_outputs(model, out: Dict, text: torch.Tensor) -> List[Dict[str, tor
              "masks": m.float()} for a, b, m in zip(dec.A, out["B_per_layer"], dec.masks)]
 
 
-def ssc_term(A_last: torch.Tensor, targets, indices, text: torch.Tensor, *, form: str = "official") -> torch.Tensor:
-    """SSC loss averaged over the images of a batch (0 for an image without ground truth).
+def ssc_term(A_last: torch.Tensor, targets, indices, text: torch.Tensor, *, form: str = "official",
+             empty: str = "official") -> torch.Tensor:
+    """SSC loss of a batch: per image on its matched segments, then over the images.
 
     Args:
         A_last: (B, N, C) last-layer A (with its scale s).
         indices: the last output's matching, B pairs (pred_idx, tgt_idx).
         text: (K, C) training-class text embeddings.
         form: "official" (squared error against s^2-scaled dot products) or "paper" (cosines, |.|).
+        empty: what an image with no matched segment (k = 0: all its pixels ignored) does.
+            "official": its MSE over an empty matrix is NaN, and the official code then sets the
+            SSC of the whole batch to 0 (``EBSeg.py: get_ssc_loss``); otherwise the sum over
+            images divided by B. "skip": such images are left out of the mean (0 if all are).
+    Returns:
+        scalar.
     """
+    if empty not in ("official", "skip"):
+        raise ValueError(f"empty must be 'official' or 'skip', got {empty!r}")
     per_image = []
     for b, (pred, tgt) in enumerate(indices):
+        if len(pred) == 0:
+            if empty == "official":  # NaN in the official code -> this batch's SSC is 0
+                return A_last.new_zeros(())
+            continue
         cls = targets[b]["labels"][tgt].to(text.device)
         per_image.append(ssc_loss(A_last[b, pred.to(A_last.device)], text[cls], form=form,
                                   normalize=(form == "paper")))
-    return torch.stack(per_image).mean()
+    if not per_image:
+        return A_last.new_zeros(())
+    total = torch.stack(per_image).sum()
+    if empty == "skip":
+        return total / len(per_image)
+    total = total / len(indices)
+    if bool(torch.isnan(total)):  # official: a NaN SSC is replaced by a constant 0 (no NaN gradient)
+        return A_last.new_zeros(())
+    return total
 
 
 def compute_losses(model, out: Dict, targets, text: torch.Tensor, criterion: EBSegCriterion, *,
-                   ssc_weight: float = 10.0, ssc_form: str = "official",
+                   ssc_weight: float = 10.0, ssc_form: str = "official", ssc_empty: str = "official",
                    generators: Optional[List[torch.Generator]] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
     """Total loss and a flat dict of every term (floats, for logging)."""
     outputs = training_outputs(model, out, text)
@@ -90,7 +112,8 @@ def compute_losses(model, out: Dict, targets, text: torch.Tensor, criterion: EBS
     total = crit.total
     logs = {k: float(v.detach()) for k, v in crit.losses.items()}
     if ssc_weight > 0:
-        ssc = ssc_term(out["decoder"].A[-1].float(), targets, crit.indices[-1], text, form=ssc_form)
+        ssc = ssc_term(out["decoder"].A[-1].float(), targets, crit.indices[-1], text, form=ssc_form,
+                       empty=ssc_empty)
         total = total + ssc_weight * ssc
         logs["loss_ssc"] = float(ssc.detach())
     logs["loss_total"] = float(total.detach())

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ebseg_lite import registry
 from ebseg_lite.builder import build_model, resolve_device
+from ebseg_lite.data.augment import short_side_choices
 from ebseg_lite.data.datasets import FolderDataset, build_dataset
 from ebseg_lite.distributed import init_distributed
 from ebseg_lite.inference.predictor import EBSegPredictor
@@ -92,7 +93,8 @@ class Trainer:
             for p in (self.model.clip.visual.positional_embedding, self.model.sam.pos_embed):
                 p.requires_grad_(False)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(self.model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
+        self.optimizer = build_optimizer(self.model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas,
+                                         rule=cfg.weight_decay_rule)
         self.scheduler = build_scheduler(self.optimizer, max_iters=cfg.max_iters, power=cfg.poly_power)
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
         self.criterion = EBSegCriterion(
@@ -125,7 +127,8 @@ class Trainer:
 
     def _loader(self):
         cfg = self.cfg
-        view = TrainView(self.dataset, augment=cfg.augment, crop_size=cfg.crop_size, seed=cfg.seed)
+        view = TrainView(self.dataset, augment=cfg.augment, crop_size=cfg.crop_size, seed=cfg.seed,
+                         short_sides=short_side_choices(cfg.min_short, cfg.max_short))
         sampler = StepSampler(EpochOrder(len(self.dataset), cfg.seed), start_step=self.step, max_iters=cfg.max_iters,
                               batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, rank=self.rank,
                               world_size=self.world)
@@ -143,7 +146,7 @@ class Trainer:
                 frozen = self.cache.batch(self.model, batch["index"], images) if self.cache is not None else None
                 out = self.ddp(images, frozen)
             loss, logs = compute_losses(self.model, out, targets, self.text, self.criterion, ssc_weight=cfg.ssc_weight,
-                                        ssc_form=cfg.ssc_form, generators=gens)
+                                        ssc_form=cfg.ssc_form, ssc_empty=cfg.ssc_empty, generators=gens)
             self.scaler.scale(loss / cfg.grad_accum).backward()
         return logs
 

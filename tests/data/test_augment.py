@@ -1,8 +1,10 @@
 """The training augmentation: determinism, sizes, padding, colour jitter and image/label alignment."""
 import colorsys
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ebseg_lite.data import augment as A
 
@@ -23,6 +25,30 @@ def test_short_side_choices_and_rule():
     assert A.shortest_edge_size(480, 640, 320, 2560) == (320, 427)
     assert A.shortest_edge_size(640, 480, 960, 2560) == (1280, 960)
     assert A.shortest_edge_size(100, 2000, 960, 2560) == (128, 2560)  # long side capped
+
+
+def test_short_sides_from_the_config_ends():
+    assert A.short_side_choices(320, 960) == A.TRAIN_SHORT_SIDES  # official MIN_SIZE_TRAIN, 11 values
+    assert A.short_side_choices(64, 192) == (64, 76, 89, 102, 115, 128, 140, 153, 166, 179, 192)
+    assert A.short_side_choices(500, 500) == (500,)
+    with pytest.raises(ValueError, match="min_short"):
+        A.short_side_choices(960, 320)
+    image, label = sample(90, 120)
+    for s in range(4):  # one allowed short side: the crop window always lies inside a 100 x 133 resize
+        out, lab = A.train_augment(image, label, gen(s), crop=128, short_sides=(100,))
+        assert (lab != 255).sum().item() == 100 * 128 and (lab[100:] == 255).all()
+
+
+def test_resize_matches_detectron2_resize_transform():
+    # detectron2 ResizeTransform: a uint8 image goes through PIL bilinear; the label, read as float64
+    # by the official mapper, through torch's nearest (align_corners unset)
+    image, label = sample(90, 120, seed=3)
+    img, lab = A.resize_pair(image, label, (200, 267))
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy()).resize((267, 200), Image.BILINEAR)
+    assert torch.equal(img, torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1))
+    rows = (torch.arange(200) * (90 / 200)).floor().long()  # nearest: source index floor(i * in / out)
+    cols = (torch.arange(267) * (120 / 267)).floor().long()
+    assert torch.equal(lab, label[rows][:, cols])
 
 
 def test_same_seed_same_output_and_seeds_differ():

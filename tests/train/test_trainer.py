@@ -47,7 +47,8 @@ def test_param_groups_follow_the_official_weight_decay_rule(tiny_model):
     no_wd = set(no_decay_names(tiny_model.model))
     assert "decoder.query_feat.weight" in no_wd and "decoder.level_embed.weight" in no_wd  # nn.Embedding
     assert "clip.visual.positional_embedding" in no_wd and "sam.pos_embed" in no_wd      # positional
-    assert any(n.startswith("fusion.") and n.endswith("0.weight") for n in no_wd)         # LayerNorm2d
+    assert not any(n.startswith("fusion.") for n in no_wd)  # official: its LayerNorm2d is no torch norm type
+    assert "pixel_decoder.level_embed" not in no_wd and "bg_embed" not in no_wd           # plain Parameters
     assert any("norm" in n for n in no_wd if n.startswith("pixel_decoder"))               # GroupNorm / LayerNorm
     groups = param_groups(tiny_model.model, 0.05)
     assert [g["weight_decay"] for g in groups] == [0.05, 0.0]
@@ -59,6 +60,7 @@ def test_param_groups_follow_the_official_weight_decay_rule(tiny_model):
     decayed = {id(p) for p in groups[0]["params"]}
     assert id(tiny_model.model.decoder.query_feat.weight) not in decayed
     assert id(tiny_model.model.pixel_decoder.mask_features.weight) in decayed  # a conv weight: decayed
+    assert id(tiny_model.model.fusion.layers[0][0].weight) in decayed  # per-parameter table: test_official_quirks
 
 
 def test_poly_schedule_by_hand():
@@ -310,3 +312,14 @@ def test_train_benchmark_reports_step_cost(capsys):
     # 3 optimiser steps over the same 2 images: the encoders run once per image, the cache serves the rest
     assert (res["cache_misses"], res["cache_hits"], res["steps_timed"]) == (2, 4, 2)
     assert "cache_hits" not in train_step_cost("tiny", batch=2, size=64, steps=1, device="cpu", num_points=64)
+
+
+def test_official_quirk_fields_reach_the_trainer(tmp_path):
+    cfg = cfg_for(tmp_path, augment="official", crop_size=64, min_short=64, max_short=192,
+                  weight_decay_rule="all_norms")
+    tr = Trainer(cfg, dataset=HalvesDataset(4), progress=False)
+    assert tr._loader().dataset.short_sides == (64, 76, 89, 102, 115, 128, 140, 153, 166, 179, 192)
+    no_wd = {id(p) for g in tr.optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert id(tr.model.fusion.layers[0][0].weight) in no_wd  # the alternative rule was used
+    with pytest.raises(ValueError, match="ssc_empty"):
+        cfg_for(tmp_path, ssc_empty="nan").validate()
