@@ -9,6 +9,7 @@ download and where to put it.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
@@ -27,6 +28,7 @@ from ebseg_lite.modeling.ebseg import EBSeg
 from ebseg_lite.modeling.sam_features import build_sam_encoder
 from ebseg_lite.io.checkpoints import load_checkpoint, load_sam_checkpoint
 from ebseg_lite.io.files import CheckpointError, WeightsUnavailable, read_state_dict
+from ebseg_lite.io.hub import cache_only_when_offline
 
 SAM_ENV = "EBSEG_SAM_CHECKPOINT"
 SAM_URLS = {768: "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"}
@@ -93,16 +95,17 @@ def build_clip(cfg, pretrained: Optional[str]) -> Tuple[nn.Module, Any]:
     never a silently random CLIP.
     """
     if pretrained and pretrained.startswith("hf-hub:"):
-        try:  # the same file open_clip will load (cached after this call)
-            weights = download_pretrained_from_hf(pretrained[len("hf-hub:"):])
-        except Exception as e:
-            raise _clip_unavailable(cfg, pretrained, e) from None
-        _refuse_pickled_code(weights)
-        try:
-            model = open_clip.create_model(pretrained, require_pretrained=True)
-            return model, open_clip.get_tokenizer(pretrained)
-        except Exception as e:
-            raise _clip_unavailable(cfg, pretrained, e) from None
+        with cache_only_when_offline():  # offline: answers from the hub cache at once, no retries
+            try:  # the same file open_clip will load (cached after this call)
+                weights = download_pretrained_from_hf(pretrained[len("hf-hub:"):])
+            except Exception as e:
+                raise _clip_unavailable(cfg, pretrained, e) from None
+            _refuse_pickled_code(weights)
+            try:
+                model = open_clip.create_model(pretrained, require_pretrained=True)
+                return model, open_clip.get_tokenizer(pretrained)
+            except Exception as e:
+                raise _clip_unavailable(cfg, pretrained, e) from None
     if cfg.custom_cfg is not None:
         mcfg = copy.deepcopy(cfg.custom_cfg)
         mcfg["quick_gelu"] = cfg.quick_gelu
@@ -122,7 +125,8 @@ def build_clip(cfg, pretrained: Optional[str]) -> Tuple[nn.Module, Any]:
         _load_clip_file(model, pretrained)
         return model, open_clip.get_tokenizer(cfg.model_name)
     try:
-        model = open_clip.create_model(cfg.model_name, pretrained=pretrained, force_quick_gelu=cfg.quick_gelu)
+        with cache_only_when_offline() if pretrained else contextlib.nullcontext():
+            model = open_clip.create_model(cfg.model_name, pretrained=pretrained, force_quick_gelu=cfg.quick_gelu)
     except Exception as e:
         if pretrained is None:
             raise

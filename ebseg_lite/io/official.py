@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ebseg_lite.io.files import CheckpointError, WeightsUnavailable, check_shapes, read_state_dict
+from ebseg_lite.io.hub import ETAG_SECONDS, cache_only_when_offline
 
 HF_REPO = "slonetime/EBSeg"
 RELEASED = {"vit_b": "EBSeg_base.pth", "vit_l": "EBSeg_large.pth"}
@@ -133,11 +134,16 @@ def download_released(preset: str = "vit_b", cache_dir: Optional[str] = None) ->
     folder = cache_dir or os.environ.get("EBSEG_CHECKPOINT_DIR")
     if folder and (Path(folder) / name).is_file():
         return Path(folder) / name
-    try:
-        from huggingface_hub import hf_hub_download
-        return Path(hf_hub_download(HF_REPO, name, cache_dir=cache_dir))
-    except Exception as e:
-        raise WeightsUnavailable(
-            f"could not get {name} ({type(e).__name__}). Offline? Download "
-            f"https://huggingface.co/{HF_REPO}/resolve/main/{name} on a machine with internet, put it in a folder "
-            f"and set EBSEG_CHECKPOINT_DIR=/that/folder (or pass checkpoint='/path/{name}').") from None
+    # One short look at the hub; offline: the local cache only (no retries, no request at all).
+    with cache_only_when_offline() as offline:
+        try:
+            from huggingface_hub import hf_hub_download
+            return Path(hf_hub_download(HF_REPO, name, cache_dir=cache_dir, local_files_only=offline is not None,
+                                        etag_timeout=ETAG_SECONDS))
+        except Exception as e:
+            error = e
+    why = f"{offline}; not in the Hugging Face cache" if offline else type(error).__name__
+    raise WeightsUnavailable(
+        f"could not get {name} ({why}). Offline? Download "
+        f"https://huggingface.co/{HF_REPO}/resolve/main/{name} on a machine with internet, put it in a folder "
+        f"and set EBSEG_CHECKPOINT_DIR=/that/folder (or pass checkpoint='/path/{name}').") from None
