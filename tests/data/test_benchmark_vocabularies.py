@@ -129,3 +129,12 @@ def test_damaged_file_is_refused(tmp_path, monkeypatch):
             benchmark_vocabulary("voc_20")
     finally:
         bm._load.cache_clear()
+
+
+def test_the_predictors_seen_rule_gives_the_official_masks(tiny_model):
+    # resolve_seen is what eval.loop, sliding windows, the eval CLI and classify use when seen=None
+    for name in ("ade20k_150", "pcontext_59", "ade20k_847"):
+        v = benchmark_vocabulary(name)
+        assert torch.equal(tiny_model.resolve_seen(list(v.names)), v.seen), name
+    # a user's list: the synonym rule against FC-CLIP's COCO-Stuff synonyms
+    assert tiny_model.resolve_seen(["house", "kitty", "kitten"]).tolist() == [True, True, False]
