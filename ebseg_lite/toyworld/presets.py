@@ -23,7 +23,8 @@ from ebseg_lite.toyworld.prompts import TOY_TEMPLATES
 from ebseg_lite.toyworld.tokenizer import ToyTokenizer, tokenizer_from_checkpoint
 from ebseg_lite.toyworld.world import ToyWorld
 
-#: The toy world's CLIP: 64 px images, a 256-row token table for the compact toy tokenizer
+#: The toy world's CLIP: 64 px images (8 x 8 tokens of patch 8), 12 narrow blocks (width 64, 4 heads)
+#: so that EBSeg's structure fits as in ViT-B; a 256-row token table for the compact toy tokenizer
 #: (:mod:`ebseg_lite.toyworld.tokenizer`), context 32 for four-object captions.
 TOY_CLIP_CFG: Dict[str, Any] = {
     "embed_dim": 64,
@@ -31,8 +32,13 @@ TOY_CLIP_CFG: Dict[str, Any] = {
     "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 64, "layers": 4, "head_width": 16},
     "text_cfg": {"context_length": 32, "vocab_size": 256, "width": 64, "heads": 4, "layers": 2},
 }
-#: Which CLIP blocks (1-based) feed the fusion; the mask-attention head runs the blocks after the last.
+#: Which CLIP blocks (1-based) feed the fusion, as ViT-B's 3, 6, 9 of 12; the mask-attention head
+#: runs the blocks after the last (10-12, the last quarter, as EBSeg-B's head).
 TOY_FEATURE_BLOCKS: Tuple[int, ...] = (1, 2, 3)
+#: ``SamAutomaticMaskGenerator`` settings for 128 px toy scenes: a point every 8 px, and looser
+#: filters than SAM's defaults (0.88 / 0.95), which a 0.7 M-parameter toy SAM's scores rarely pass.
+TOY_SAM_GENERATOR: Dict[str, Any] = dict(points_per_side=16, pred_iou_thresh=0.7, stability_score_thresh=0.85,
+                                         box_nms_thresh=0.7)
 
 TOY_WEIGHTS_ENV = "EBSEG_TOY_WEIGHTS"
 

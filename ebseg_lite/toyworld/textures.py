@@ -1,9 +1,11 @@
-"""Procedural "stuff" textures and "thing" shapes of the toy world, numpy only.
+"""Procedural "stuff" textures, "thing" surface patterns and silhouettes of the toy world (v2), numpy only.
 
-Each texture is a function ``(rng, H, W) -> (H, W, 3) float32`` in 0..255; each shape a function of
-rotated, size-normalised coordinates ``(u, v)`` (the shape's radius is 1) returning a bool mask.
-Textures are chosen to differ in colour *and* structure (stripes, waves, a grid, speckle, grain,
-blobs) so a tiny CLIP can tell them apart from 64-pixel thumbnails.
+Each stuff texture is a function ``(rng, H, W) -> (H, W, 3) float32`` in 0..255. A thing's class is
+its colour and its surface *pattern* (``PATTERNS``: ``(rng, H, W) -> (H, W)`` float in [0, 1], 1 =
+the full colour, 0 = its dark shade), never its outline: what a class is then shows inside every
+8 x 8 patch the toy CLIP sees (a pattern period is about 10 px at 128 px, 5 px at CLIP's 64 px), as
+a zebra is known by its stripes in any pose. Silhouettes (``SILHOUETTES``, functions of rotated,
+size-normalised coordinates ``(u, v)`` returning a bool mask) vary freely and name nothing.
 """
 from __future__ import annotations
 
@@ -84,33 +86,73 @@ TEXTURES: Dict[str, Callable] = {"grass": grass, "water": water, "brick": brick,
                                  "wood": wood, "gravel": gravel}
 
 
-# Shapes on unit-radius coordinates (u, v), both (h, w) float arrays.
-def circle(u, v):
+
+# Surface patterns: (rng, h, w) -> (h, w) float in [0, 1]: 1 = the thing's colour, 0 = the pattern's
+# second tone (``PATTERN_TONES``: "dark", a fifth of the colour, or "light", near white). Patterns differ
+# in texture *and* in the share and tone of their second colour, so even a patch's mean colour tells
+# them apart (a small ViT learns mean colour in a hundred steps, texture alone far more slowly).
+def _coords(rng, h, w, period):
+    """Pixel coordinates in units of a jittered pattern period, with a random phase."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    p = period * rng.uniform(0.9, 1.1) * h / 128
+    return (yy + rng.uniform(0, p)) / p, (xx + rng.uniform(0, p)) / p
+
+
+def solid(rng, h, w):
+    """The full colour, with faint shading."""
+    return np.clip(0.9 + 0.1 * _smooth_noise(rng, h, w, 2), 0, 1)
+
+
+def striped(rng, h, w):
+    """Diagonal bands (down-right) of colour and near-white, half each, period about 10 px at 128 px."""
+    y, x = _coords(rng, h, w, 10.0)
+    return (((x + y) / np.sqrt(2)) % 1.0 < 0.5).astype(np.float32)
+
+
+def dotted(rng, h, w):
+    """Sparse dark round dots on the colour (a fifth of the area), about 12 px apart."""
+    y, x = _coords(rng, h, w, 12.0)
+    return ((((y % 1.0) - 0.5) ** 2 + ((x % 1.0) - 0.5) ** 2) >= 0.06).astype(np.float32)
+
+
+def checked(rng, h, w):
+    """A checkerboard of colour and dark squares, 6 px each at 128 px."""
+    y, x = _coords(rng, h, w, 12.0)
+    return (((y % 1.0 < 0.5) ^ (x % 1.0 < 0.5))).astype(np.float32)
+
+
+def zigzag(rng, h, w):
+    """Thin near-white zigzag lines across the colour (a new word for segmentation)."""
+    y, x = _coords(rng, h, w, 10.0)
+    tri = np.abs((x % 1.0) - 0.5)
+    return (((y + tri) % 1.0) > 0.3).astype(np.float32)
+
+
+PATTERNS: Dict[str, Callable] = {"solid": solid, "striped": striped, "dotted": dotted, "checked": checked,
+                                 "zigzag": zigzag}
+PATTERN_TONES: Dict[str, str] = {"solid": "dark", "striped": "light", "dotted": "dark", "checked": "dark",
+                                 "zigzag": "light"}
+
+
+# Silhouettes on unit-radius coordinates (u, v), both (h, w) float arrays: free, unnamed variation.
+def disc(u, v):
     return u * u + v * v <= 1.0
 
 
-def square(u, v):
-    return (np.abs(u) <= 0.8) & (np.abs(v) <= 0.8)
+def box(u, v):
+    return (np.abs(u) <= 0.85) & (np.abs(v) <= 0.85)
 
 
-def triangle(u, v):
-    # equilateral, inscribed in the unit circle, pointing up (v grows downwards)
-    s3 = np.sqrt(3.0)
-    return (v <= 0.5) & (s3 * u - v <= 1.0) & (-s3 * u - v <= 1.0)
+def wedge(u, v):
+    s3 = np.sqrt(3.0)   # an equilateral triangle's corners rounded by the unit disc
+    return (v <= 0.6) & (s3 * u - v <= 1.2) & (-s3 * u - v <= 1.2) & (u * u + v * v <= 1.0)
 
 
-def ring(u, v):
-    d = u * u + v * v
-    return (d <= 1.0) & (d >= 0.36)
+def oval(u, v):
+    return u * u / 1.0 + v * v / 0.45 <= 1.0
 
 
-def cross(u, v):
-    au, av = np.abs(u), np.abs(v)
-    return ((au <= 0.3) & (av <= 0.95)) | ((av <= 0.3) & (au <= 0.95))
-
-
-SHAPES: Dict[str, Callable] = {"circle": circle, "square": square, "triangle": triangle,
-                               "ring": ring, "cross": cross}
+SILHOUETTES: Dict[str, Callable] = {"disc": disc, "box": box, "wedge": wedge, "oval": oval}
 
 COLOURS: Dict[str, tuple] = {"red": (220, 35, 35), "green": (40, 200, 50), "blue": (40, 80, 235),
-                             "yellow": (245, 220, 30), "white": (245, 245, 245), "purple": (150, 40, 200)}
+                             "yellow": (245, 220, 30), "cyan": (30, 210, 220), "purple": (150, 40, 200)}

@@ -1,10 +1,12 @@
-"""The toy world: an offline miniature of open-vocabulary segmentation (issue #5).
+"""The toy world (v2): an offline miniature of open-vocabulary segmentation (issues #5, #11).
 
 Scenes are procedural, deterministic from an integer seed and drawn with numpy only (about 4 ms
 for 128x128 on one CPU thread). A scene has one or two *stuff* regions (textures: grass, water, brick,
-sand, wood, gravel) split by a wavy line, and one to four *things* on top (a colour x shape, named
-compositionally: "red ring", "purple cross"), with occlusion. The semantic label map and the
-instance masks come for free.
+sand, wood, gravel) split by a wavy line, and one to four *things* on top, with occlusion. A thing's
+class is a colour x a surface pattern, named compositionally ("red striped", "purple dotted",
+"green zigzag"); its outline (disc, box, wedge, oval) is random and names nothing. Version 1 named
+things by their outline, which a small ViT's 8 x 8 patches barely see (41% zero-shot); v2 puts the
+class inside every patch of the region. The semantic label map and the instance masks come for free.
 
 Seen / new split, and why it mirrors COCO-Stuff -> ADE20K
 ----------------------------------------------------------
@@ -12,11 +14,11 @@ Every class appears in the image-caption "web" that pretrains the toy CLIP (as r
 "chandelier" on the web), but only *seen* classes carry masks in segmentation training (as EBSeg
 trains on COCO-Stuff's 171 classes and is tested on ADE20K's 150, of which 67 are seen):
 
-* seen things: combinations of 5 colours (red, green, blue, yellow, white) and 4 shapes (circle,
-  square, triangle, ring), except 4 held-out combinations;
-* new things of three kinds: held-out *combinations* of seen words ("red triangle", like an ADE
+* seen things: combinations of 5 colours (red, green, blue, yellow, cyan) and 4 patterns (solid,
+  striped, dotted, checked), except 4 held-out combinations;
+* new things of three kinds: held-out *combinations* of seen words ("red striped", like an ADE
   class whose words all occur in COCO but never together), a *new colour* ("purple ...") and a
-  *new shape* ("... cross") that no segmentation label ever uses (like ADE's wholly novel words);
+  *new pattern* ("... zigzag") that no segmentation label ever uses (like ADE's wholly novel words);
 * stuff: grass, water, brick and sand are seen; wood and gravel are new.
 
 ``split="train"`` scenes contain seen classes only (objects and stuff), so a model trained on them
@@ -33,9 +35,12 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ebseg_lite.toyworld.textures import COLOURS, SHAPES, TEXTURES
+from ebseg_lite.toyworld.textures import COLOURS, PATTERN_TONES, PATTERNS, SILHOUETTES, TEXTURES
 
 IGNORE = 255
+#: ``data_samples/scene.png``: gravel (new stuff) and water, a green dotted and a green solid (seen), a
+#: purple checked (new colour); a test-split draw, like every evaluation scene.
+SAMPLE_SEED = 19
 
 CAPTION_TEMPLATES: Tuple[str, ...] = (
     "a photo of {things} on {stuff}.",
@@ -79,28 +84,30 @@ def _join(items: Sequence[str]) -> str:
 @dataclass
 class ToyWorld:
     """The world definition. Label id i is ``class_names[i]``: things (colour-major), then stuff."""
-    colours: Tuple[str, ...] = ("red", "green", "blue", "yellow", "white", "purple")
-    shapes: Tuple[str, ...] = ("circle", "square", "triangle", "ring", "cross")
+    colours: Tuple[str, ...] = ("red", "green", "blue", "yellow", "cyan", "purple")
+    patterns: Tuple[str, ...] = ("solid", "striped", "dotted", "checked", "zigzag")
     stuff: Tuple[str, ...] = ("grass", "water", "brick", "sand", "wood", "gravel")
     new_colours: Tuple[str, ...] = ("purple",)
-    new_shapes: Tuple[str, ...] = ("cross",)
+    new_patterns: Tuple[str, ...] = ("zigzag",)
     new_stuff: Tuple[str, ...] = ("wood", "gravel")
-    new_combos: Tuple[Tuple[str, str], ...] = (("red", "triangle"), ("blue", "circle"),
-                                               ("green", "ring"), ("yellow", "square"))
+    new_combos: Tuple[Tuple[str, str], ...] = (("red", "striped"), ("blue", "dotted"),
+                                               ("green", "checked"), ("yellow", "solid"))
     max_objects: int = 4
-    radius: Tuple[float, float] = (0.11, 0.24)   # object radius as a fraction of the image size
+    radius: Tuple[float, float] = (0.13, 0.26)   # object radius as a fraction of the image size
     two_stuff_prob: float = 0.5
     min_visible: float = 0.5                     # an object keeps at least this fraction visible
+    shade: float = 0.2                           # a pattern's dark tone: this fraction of the colour
+    light: float = 235.0                         # a pattern's light tone (grey level)
     class_names: List[str] = field(init=False)
     seen: List[bool] = field(init=False)
     num_things: int = field(init=False)
 
     def __post_init__(self):
-        things = [(c, s) for c in self.colours for s in self.shapes]
+        things = [(c, p) for c in self.colours for p in self.patterns]
         self.class_names = [f"{c} {s}" for c, s in things] + list(self.stuff)
         self.num_things = len(things)
-        self.seen = [c not in self.new_colours and s not in self.new_shapes and (c, s) not in self.new_combos
-                     for c, s in things] + [s not in self.new_stuff for s in self.stuff]
+        self.seen = [c not in self.new_colours and p not in self.new_patterns and (c, p) not in self.new_combos
+                     for c, p in things] + [s not in self.new_stuff for s in self.stuff]
         self._things = things
 
     @property
@@ -110,6 +117,10 @@ class ToyWorld:
     @property
     def new_names(self) -> List[str]:
         return [n for n, s in zip(self.class_names, self.seen) if not s]
+
+    def thing_attributes(self, cid: int) -> Tuple[str, str]:
+        """(colour, pattern) of thing class ``cid``."""
+        return self._things[cid]
 
     @property
     def thing_ids(self) -> List[int]:
@@ -160,8 +171,8 @@ class ToyWorld:
             c, s = np.cos(ang), np.sin(ang)
             u = ((xx - cx) * c + (yy - cy) * s) / r
             v = (-(xx - cx) * s + (yy - cy) * c) / r
-            shape = self._things[cid][1]
-            objs.append((cid, SHAPES[shape](u, v)))
+            outline = list(SILHOUETTES)[int(rng.integers(len(SILHOUETTES)))]
+            objs.append((cid, SILHOUETTES[outline](u, v)))
         return objs
 
     def _visible(self, objs):
@@ -196,9 +207,12 @@ class ToyWorld:
         for cid, reg in zip(stuff_ids, regions):
             label[reg] = cid
         for cid, m in objs:
-            col = np.asarray(COLOURS[self._things[cid][0]], np.float32) * rng.uniform(0.85, 1.0)
-            img[m] = np.minimum(col, 255)
-            img[m & ~_erode(m)] *= 0.3          # a dark outline keeps e.g. a green ring visible on grass
+            colour, pattern = self._things[cid]
+            col = np.asarray(COLOURS[colour], np.float32) * rng.uniform(0.85, 1.0)
+            t = PATTERNS[pattern](rng, size, size)[m][:, None]      # (P, 1): 1 = colour, 0 = second tone
+            tone = col * self.shade if PATTERN_TONES[pattern] == "dark" else np.full(3, self.light, np.float32)
+            img[m] = np.minimum(tone + (col - tone) * t, 255)
+            img[m & ~_erode(m)] *= 0.3          # a dark outline keeps e.g. a green thing visible on grass
             label[m] = cid
         img += rng.normal(0, 6, size=img.shape).astype(np.float32)
         cover = np.zeros((size, size), bool)
@@ -219,7 +233,7 @@ class ToyWorld:
 
     def caption(self, scene: Scene, rng: Optional[np.random.Generator] = None) -> str:
         """A toy "web" caption naming every class present once, e.g.
-        "a photo of a red ring and a blue square on grass and water." (random template and order)."""
+        "a photo of a red striped and a blue solid on grass and water." (random template and order)."""
         return self.caption_for(scene.instance_labels, rng)
 
     def caption_for(self, class_ids: Sequence[int], rng: Optional[np.random.Generator] = None) -> str:
@@ -261,3 +275,13 @@ class ToyDataset(torch.utils.data.Dataset):
         return {"image": torch.from_numpy(s.image).permute(2, 0, 1).contiguous(),  # (3, H, W) uint8
                 "label": torch.from_numpy(s.label), "class_names": self.class_names,
                 "ignore_value": IGNORE, "file_name": f"toy-{self.split}-{i % self.n}"}
+
+
+def save_scene(path, seed: int, *, size: int = 128, split: str = "test") -> Scene:
+    """Render scene ``seed`` of the default world and write its image as PNG (atomically); returns the
+    scene. ``data_samples/scene.png`` is ``save_scene("data_samples/scene.png", seed=SAMPLE_SEED)``."""
+    from PIL import Image
+    from ebseg_lite.io.files import atomic_write
+    s = ToyWorld().scene(seed, size=size, split=split)
+    atomic_write(path, lambda tmp: Image.fromarray(s.image).save(tmp, format="PNG"))
+    return s
