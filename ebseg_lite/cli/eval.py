@@ -2,6 +2,7 @@
 
     ebseg-lite eval --dataset ade20k_150 --checkpoint EBSeg_base.pth --preset vit_b --device cuda
     torchrun --nproc_per_node 2 -m ebseg_lite.cli eval --dataset ade20k_150 --preset vit_b
+    ebseg-lite eval --dataset folder:my_data_test --preset toy --checkpoint runs/mine/model.safetensors
     ebseg-lite eval --dataset ade20k_150 --preset vit_b --method sclip    # a seed baseline (ebseg_lite.baselines)
 """
 from __future__ import annotations
@@ -14,8 +15,7 @@ import torch.distributed as dist
 
 from ebseg_lite.api import get_model
 from ebseg_lite.baselines import METHODS, build_method, sam_mask_generator
-from ebseg_lite.config import preset_names
-from ebseg_lite.data.datasets import build_dataset
+from ebseg_lite.cli.own_data import add_on_error, encoder_sources, open_dataset, preset_choices
 from ebseg_lite.distributed import init_distributed
 from ebseg_lite.eval.loop import evaluate
 from ebseg_lite.eval.metrics import format_table
@@ -42,16 +42,18 @@ def cmd_eval(args) -> int:
     device = info.device
     try:
         ckpt = None if args.checkpoint in (None, "none") else args.checkpoint
-        model = get_model(args.preset, ckpt, device=device)
+        preset, clip, sam = encoder_sources(args.preset)  # a training preset name stands for its model
+        model = get_model(preset, ckpt, device=device, clip_pretrained=clip, sam_checkpoint=sam)
         if args.method != "ebseg":
             if args.sliding:
                 raise ValueError("--sliding is EBSeg-lite's option; the dense-CLIP methods slide by their own protocol")
             gen = _mask_generator(args, model.device) if args.method == "simseg-sam" else None
             model = build_method(args.method, model, mask_generator=gen)
-        ds = build_dataset(args.dataset, args.data_root, on_error="skip" if args.skip_bad else "raise")
+        ds = open_dataset(args.dataset, args.data_root, on_error="skip" if args.skip_bad else args.on_error)
         res = evaluate(model, ds, limit=args.limit, balancing=args.balancing, sliding=args.sliding,
                        window=args.window, stride=args.stride)
         res["method"] = args.method
+        res["num_skipped"] = getattr(ds, "num_skipped", 0)
         if info.rank == 0:
             print(format_table(res, ds.class_names, max_rows=args.rows))
             if args.out:
@@ -65,15 +67,18 @@ def cmd_eval(args) -> int:
 
 def add_parser(sub):
     e = sub.add_parser("eval", help="mIoU (overall / seen / new) on a benchmark")
-    e.add_argument("--dataset", required=True, help="e.g. ade20k_150, ade20k_847, pcontext_59, pcontext_459, voc_20")
+    e.add_argument("--dataset", required=True, help="e.g. ade20k_150, ade20k_847, pcontext_59, pcontext_459, voc_20, "
+                   "or folder:DIR for your own data (DIR/images, DIR/labels, DIR/classes.txt)")
     e.add_argument("--data-root", default=None, help="detectron2-layout root (else $EBSEG_DATA / $DETECTRON2_DATASETS)")
-    e.add_argument("--preset", default="vit_b", choices=preset_names())
+    e.add_argument("--preset", default="vit_b", choices=preset_choices(),
+                   help="a model preset, or the training preset you trained with (cpu_tiny, paper_b, toy)")
     e.add_argument("--checkpoint", default="released", help='"released", a path, or "none"')
     e.add_argument("--device", default="auto", help="auto, cpu, cuda (under torchrun: cuda:LOCAL_RANK)")
     e.add_argument("--balancing", default="official", choices=["official", "paper"])
     e.add_argument("--limit", type=int, default=None, help="first N images only")
     e.add_argument("--rows", type=int, default=20, help="per-class rows to print")
-    e.add_argument("--skip-bad", action="store_true", help="skip unreadable/mismatched items (counted) instead of failing")
+    e.add_argument("--skip-bad", action="store_true", help="the same as --on-error skip")
+    add_on_error(e)
     e.add_argument("--sliding", action="store_true",
                    help="sliding-window inference (an option; the official protocol is whole-image)")
     e.add_argument("--window", type=int, default=None, help="sliding window side (default: the test short side)")

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ebseg_lite.api import get_model
-from ebseg_lite.config import preset_names
+from ebseg_lite.cli.own_data import encoder_sources, preset_choices
 from ebseg_lite.data.vocabularies import read_class_file
 from ebseg_lite.io.files import atomic_write
 from ebseg_lite.io.images import load_image
@@ -28,12 +28,27 @@ def _classes(args) -> List[str]:
     return parse_class_list(args.classes)
 
 
-def write_outputs(pred, out: Path, image) -> dict:
-    """Overlay PNG with legend (on the original ``image``), label map PNG (class index per pixel),
-    JSON summary. Returns the summary."""
+#: the overlay PNG is upscaled (nearest neighbour, by a whole factor) until its short side reaches this
+READABLE_SIDE = 384
+
+
+def overlay_title(pred, source: str = "image", preset: str = "") -> str:
+    """``"scene.png | toy | 4 classes (2 new) | official balancing"``."""
+    n_new = int((~pred.seen).sum())
+    parts = [Path(str(source)).name, preset, f"{len(pred.class_names)} classes ({n_new} new)",
+             f"{pred.balancing} balancing"]
+    return " | ".join(p for p in parts if p)
+
+
+def write_outputs(pred, out: Path, image, *, title: str = None) -> dict:
+    """Overlay PNG (the image with its regions blended and outlined next to the label map, upscaled to a
+    readable size, a legend with seen/new and area per class, a title), label map PNG (class index per
+    pixel, the image's size), JSON summary. Returns the summary."""
     out = Path(out)
     image = load_image(image)
-    save_overlay(out, image, pred.labels, pred.class_names, title="ebseg_lite")
+    scale = max(1, -(-READABLE_SIDE // min(image.shape[-2:])))  # ceil: 128 px -> x3, 500 px -> x1
+    save_overlay(out, image, pred.labels, pred.class_names, title=title or overlay_title(pred),
+                 seen=pred.seen.tolist(), side_by_side=True, scale=scale, outline=max(1, scale))
     labels = pred.labels.cpu().numpy()
     label_path = out.with_name(out.stem + "_labels.png")
     dtype = np.uint8 if len(pred.class_names) <= 255 else np.uint16
@@ -55,10 +70,10 @@ def write_outputs(pred, out: Path, image) -> dict:
 def cmd_segment(args) -> int:
     names = _classes(args)
     ckpt = None if args.checkpoint in (None, "none") else args.checkpoint
-    model = get_model(args.preset, ckpt, device=args.device, clip_pretrained=args.clip_pretrained,
-                      sam_checkpoint=args.sam_checkpoint)
+    preset, clip, sam = encoder_sources(args.preset, args.clip_pretrained, args.sam_checkpoint)
+    model = get_model(preset, ckpt, device=args.device, clip_pretrained=clip, sam_checkpoint=sam)
     pred = model.predict(args.image, names, balancing=args.balancing)
-    summary = write_outputs(pred, Path(args.out), args.image)
+    summary = write_outputs(pred, Path(args.out), args.image, title=overlay_title(pred, args.image, args.preset))
     present = sorted((c for c in summary["classes"] if c["pixel_fraction"] > 0), key=lambda c: -c["pixel_fraction"])
     for c in present:
         print(f"{c['name']:30s} {'seen' if c['seen'] else 'new ':4s} {100 * c['pixel_fraction']:6.2f}% of pixels")
@@ -72,7 +87,8 @@ def add_parser(sub) -> None:
     s.add_argument("--classes", help='"cat,sofa" (or "road, route; sofa, couch" for synonyms)')
     s.add_argument("--classes-file", help="one class per line")
     s.add_argument("--out", default="out.png", help="overlay PNG; *_labels.png and .json are written beside it")
-    s.add_argument("--preset", default="vit_b", choices=preset_names())
+    s.add_argument("--preset", default="vit_b", choices=preset_choices(),
+                   help="a model preset, or the training preset you trained with (cpu_tiny, paper_b, toy)")
     s.add_argument("--checkpoint", default="released",
                    help='"released" (official EBSeg weights), a path, or "none" (random decoder)')
     s.add_argument("--clip-pretrained", default=None, help='open_clip tag ("openai"), file or hf-hub: name')

@@ -4,11 +4,15 @@
     torchrun --nproc_per_node=2 -m ebseg_lite.cli train --preset paper_b --out runs/ebseg_b
     ebseg-lite train --preset paper_b --out runs/ebseg_b --resume                      # continue last.pt
     ebseg-lite train --preset toy --set max_iters=100 --set ssc_weight=0               # any field
+    ebseg-lite train --preset toy --dataset folder:my_data --out runs/mine --on-error skip  # own data
 """
 from __future__ import annotations
 
 import dataclasses
 
+from ebseg_lite import registry
+
+from ebseg_lite.cli.own_data import FOLDER, add_on_error, check_dataset_name, open_dataset, warn_random_encoders
 from ebseg_lite.train.config import apply_sets, get_train_preset, train_preset_names
 
 
@@ -23,8 +27,18 @@ def cmd_train(args) -> int:
         direct.update(cache_features=True, train_pos_embed=False, augment="none")
     cfg = dataclasses.replace(cfg, **direct)
     resume = True if args.resume == "last" else args.resume
+    dataset = None
+    if (cfg.dataset.startswith(FOLDER) or args.on_error == "skip" or cfg.dataset == "folder") \
+            and not registry.has("train_dataset", cfg.dataset):
+        if cfg.dataset == "folder":
+            raise ValueError(f"training preset {args.preset!r} trains on your own data: pass --dataset folder:DIR "
+                             "(DIR/images, DIR/labels, DIR/classes.txt)")
+        dataset = open_dataset(cfg.dataset, cfg.data_root, on_error=args.on_error)
+    elif not registry.has("train_dataset", cfg.dataset):
+        check_dataset_name(cfg.dataset)  # a bare folder gets the folder: hint
+    warn_random_encoders(cfg)
     try:
-        trainer = Trainer(cfg, resume=resume or False, progress=not args.no_progress)
+        trainer = Trainer(cfg, dataset=dataset, resume=resume or False, progress=not args.no_progress)
         trainer.fit()
         if trainer.rank == 0:
             last = trainer.history[-1] if trainer.history else {}
@@ -54,5 +68,6 @@ def add_parser(sub):
     t.add_argument("--resume", nargs="?", const="last", default=None,
                    help="continue from OUT/last.pt, or from the given checkpoint")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any TrainConfig field")
+    add_on_error(t)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
