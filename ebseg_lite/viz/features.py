@@ -213,7 +213,7 @@ def class_legend(ax, class_names: Sequence[str], ids: Sequence[int], seen=None, 
     cols = class_colors(class_names) / 255.0
     handles = []
     for i in ids:
-        tag = "" if seen is None or bool(seen[i]) else " (new)"
+        tag = "" if seen is None else (" (seen)" if bool(seen[i]) else " (new)")
         handles.append(Patch(color=cols[i], label=f"{class_names[i]}{tag}"))
     kwargs.setdefault("fontsize", 8)
     kwargs.setdefault("loc", "upper left")

@@ -71,7 +71,7 @@ def test_figures_build():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["grass", "cat *"]
     leg = class_legend(ax, names, [0, 2], seen=[True, True, False])
-    assert [t.get_text() for t in leg.get_texts()] == ["sky", "cat (new)"]
+    assert [t.get_text() for t in leg.get_texts()] == ["sky (seen)", "cat (new)"]
 
 
 def test_highlight_dims_outside_the_mask():
