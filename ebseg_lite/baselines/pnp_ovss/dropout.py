@@ -1,4 +1,4 @@
-"""Salience DropOut (PnP-OVSS section 3.2): make the model look past the few patches it finds most
+"""Salience DropOut (PnP-OVSS): make the model look past the few patches it finds most
 telling, so the map covers whole objects rather than their most discriminative parts.
 
 Round r = 0 .. R-1 (official ``--drop_iter 4``):

@@ -1,4 +1,4 @@
-"""GradCAM of BLIP's ITM score over the text encoder's cross-attention (PnP-OVSS section 3.1).
+"""GradCAM of BLIP's ITM score over the text encoder's cross-attention (PnP-OVSS, first step).
 
 For a text encoder layer l and head n, the cross-attention ``A[t, j]`` of text token t over image
 token j (softmax over the j) and the gradient of the positive ITM logit ``s = itm(image, text)[1]``

@@ -1,5 +1,6 @@
 """PnP-OVSS end to end: BLIP's ITM GradCAM, Salience DropOut, threshold, blur, CRF (Luo et al.,
-"Emergent Open-Vocabulary Semantic Segmentation from Off-the-shelf Vision-Language Models", CVPR 2024).
+"Emergent Open-Vocabulary Semantic Segmentation from Off-the-shelf Vision-Language Models",
+CVPR 2024; arXiv 2311.17095).
 
 No training. For one image and the names of the classes it contains (the *image-level* class list:
 given by the user, from CLIP zero-shot (:mod:`.classes`), or the ground truth in evaluation; the

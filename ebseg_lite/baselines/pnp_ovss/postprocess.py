@@ -1,4 +1,4 @@
-"""From patch maps to a label map (PnP-OVSS section 3.3 and the official ``postprocess``).
+"""From patch maps to a label map (PnP-OVSS's post-processing, official ``postprocess``).
 
 In order, for class maps M (K, h, w) of one image:
 

@@ -1,4 +1,4 @@
-"""Label-free hyper-parameter search for PnP-OVSS (paper section 3.4, "weakly-supervised reward").
+"""Label-free hyper-parameter search for PnP-OVSS (the paper's weakly-supervised reward).
 
 Which layer and head of the text encoder localise best is not known in advance for a new model. The
 reward needs no masks: for each image and each class k of its list, cut the image with the predicted
