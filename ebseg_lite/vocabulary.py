@@ -19,6 +19,12 @@ def synonyms(name: str) -> List[str]:
     return [s.strip() for s in name.split(",") if s.strip()]
 
 
+def display_name(name: str) -> str:
+    """What pictures and tables show for a class: its first synonym (``"road, route"`` -> ``"road"``)."""
+    syn = synonyms(str(name))
+    return syn[0] if syn else str(name).strip()
+
+
 def validate_class_names(class_names: Sequence[str]) -> List[str]:
     """Check a vocabulary and return it as a list of stripped strings.
 

@@ -46,3 +46,10 @@ def test_check_shape_passes_and_fails_with_message():
         check_shape(x, (2, 4), name="masks")
     with pytest.raises(AssertionError, match=r"tensor: expected shape .*got \(2, 3\)"):
         check_shape(x, (2, 3, None))   # a different rank fails even with a wildcard
+
+
+def test_display_name_is_the_first_synonym():
+    from ebseg_lite.vocabulary import display_name
+    assert display_name("road, route") == "road"
+    assert display_name("  tree ") == "tree"
+    assert display_name("person, people, man") == "person"

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ebseg_lite.vocabulary import display_name
+
 Array = Union[np.ndarray, torch.Tensor]
 
 
@@ -140,7 +142,7 @@ def format_table(results: Dict[str, object], class_names: Sequence[str], max_row
     if results.get("num_seen") or results.get("num_new"):
         lines[0] += f"  (seen {results['num_seen']}, new {results['num_new']})"
     seen_list = results.get("seen")
-    width = max([len(n.split(",")[0]) for n in class_names] + [5])
+    width = max([len(display_name(n)) for n in class_names] + [5])
     lines.append(f"{'class':<{width}}  IoU %" + ("  split" if seen_list is not None else ""))
     ious = list(results["IoU"])
     if len(ious) != len(class_names):
@@ -149,7 +151,7 @@ def format_table(results: Dict[str, object], class_names: Sequence[str], max_row
         if max_rows is not None and i >= max_rows:
             lines.append(f"... {len(ious) - max_rows} more classes")
             break
-        row = f"{name.split(',')[0]:<{width}}  {pct(iou)}"
+        row = f"{display_name(name):<{width}}  {pct(iou)}"
         if seen_list is not None:
             row += "  " + ("seen" if seen_list[i] else "new")
         lines.append(row)

@@ -14,6 +14,8 @@ from matplotlib.patches import Patch
 
 from ebseg_lite.viz.overlays import class_colors
 
+from ebseg_lite.vocabulary import display_name
+
 SEEN_COLOR, NEW_COLOR, MISSING_COLOR = "tab:blue", "tab:orange", "0.6"
 
 
@@ -22,7 +24,7 @@ def _new_axes(width: float, height: float):
 
 
 def _tick_names(class_names: Sequence[str]):
-    return [str(n).split(",")[0].strip() for n in class_names]  # first synonym only
+    return [display_name(n) for n in class_names]
 
 
 def plot_per_class_iou(results, class_names: Sequence[str], seen=None, ax=None):
