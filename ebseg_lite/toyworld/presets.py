@@ -29,15 +29,17 @@ from ebseg_lite.toyworld.world import ToyWorld
 TOY_CLIP_CFG: Dict[str, Any] = {
     "embed_dim": 64,
     "quick_gelu": True,
-    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 64, "layers": 4, "head_width": 16},
+    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 64, "layers": 12, "head_width": 16},
     "text_cfg": {"context_length": 32, "vocab_size": 256, "width": 64, "heads": 4, "layers": 2},
 }
 #: Which CLIP blocks (1-based) feed the fusion, as ViT-B's 3, 6, 9 of 12; the mask-attention head
 #: runs the blocks after the last (10-12, the last quarter, as EBSeg-B's head).
-TOY_FEATURE_BLOCKS: Tuple[int, ...] = (1, 2, 3)
-#: ``SamAutomaticMaskGenerator`` settings for 128 px toy scenes: a point every 8 px, and looser
-#: filters than SAM's defaults (0.88 / 0.95), which a 0.7 M-parameter toy SAM's scores rarely pass.
-TOY_SAM_GENERATOR: Dict[str, Any] = dict(points_per_side=16, pred_iou_thresh=0.7, stability_score_thresh=0.85,
+TOY_FEATURE_BLOCKS: Tuple[int, ...] = (3, 6, 9)
+#: ``SamAutomaticMaskGenerator`` settings for 128 px toy scenes: a point every 8 px; no predicted-IoU
+#: filter (the shipped toy SAM's IoU head predicts 0.2-0.3 for every mask, so SAM's 0.88 drops them
+#: all) and a loose stability filter. Chosen on validation scenes (seeds 700_000_000 + i), never on
+#: the recall test scenes: stability 0.5 -> 52.6% recall, 0.7 -> 47.4%, 0.85 -> 36.8%.
+TOY_SAM_GENERATOR: Dict[str, Any] = dict(points_per_side=16, pred_iou_thresh=0.0, stability_score_thresh=0.5,
                                          box_nms_thresh=0.7)
 
 TOY_WEIGHTS_ENV = "EBSEG_TOY_WEIGHTS"

@@ -127,17 +127,36 @@ def test_build_toy_loads_shipped_weights(toy_model):
     assert pred.seen.tolist() == w.seen
 
 
+def test_toy_preset_structure(toy_model):
+    # EBSeg-B's layout on a 12-block toy CLIP: fusion from blocks 3, 6, 9; the head runs 10-12
+    cfg = toy()
+    assert cfg.clip.custom_cfg["vision_cfg"]["layers"] == 12 and tuple(cfg.clip.feature_blocks) == (3, 6, 9)
+    assert len(toy_model.model.clip.visual.transformer.resblocks) == 12
+
+
 def test_shipped_clip_zero_shot(toy_model):
     acc = zero_shot_accuracy(toy_model.model.clip, toy_model.model.tokenizer, ToyWorld(), per_class=2, seed=1)
-    # measured on the shipped weights with these arguments: things 51.7% (new 60.7%), stuff 100%;
+    # measured on the shipped weights with these arguments: things 83.3% (new 85.7%), pattern 86.7%, colour 96.7%, stuff 100%;
     # chance 1/30 and 1/6 (see data_samples/toyworld/README.md)
-    assert acc["thing_acc"] > 3 * acc["thing_chance"]
-    assert acc["thing_acc_new"] > 2 * acc["thing_chance"]
-    assert acc["stuff_acc"] > 2 * acc["stuff_chance"]
+    assert acc["thing_acc"] > 0.7 and acc["thing_acc_new"] > 0.65
+    assert acc["pattern_acc"] > 0.75
+    assert acc["stuff_acc"] > 0.9
+
+
+def test_shipped_sam_proposes_masks():
+    from segment_anything import SamAutomaticMaskGenerator
+    from ebseg_lite.toyworld.presets import TOY_SAM_GENERATOR
+    sam = load_toy_sam(SHIPPED / "toy_sam.safetensors")
+    s = ToyWorld().scene(19)
+    props = SamAutomaticMaskGenerator(sam, **TOY_SAM_GENERATOR).generate(s.image)
+    assert props and all(p["segmentation"].shape == (128, 128) for p in props)
+    best = [max(((p["segmentation"] & m).sum() / (p["segmentation"] | m).sum()) for p in props) for m in s.instances]
+    # measured on this scene: best IoU per instance 0.88, 0.69, 0.15, 0.10, 0.84 (gravel, water, then the three things)
+    assert sum(b >= 0.5 for b in best) >= 3
 
 
 def test_shipped_size():
-    encoders = sum((SHIPPED / f).stat().st_size for f in ("toy_clip.safetensors", "toy_sam.safetensors"))
-    assert encoders < 5 * 2 ** 20
+    for f in ("toy_clip.safetensors", "toy_sam.safetensors"):
+        assert (SHIPPED / f).stat().st_size < 15 * 2 ** 20
     total = sum(p.stat().st_size for p in SHIPPED.glob("*.safetensors"))  # + the two trained toy EBSeg decoders
-    assert total < 8 * 2 ** 20
+    assert total < 20 * 2 ** 20
