@@ -20,7 +20,7 @@ from ebseg_lite.toyworld.presets import toy_weights_dir
 def cmd_pretrain_clip(args) -> int:
     from ebseg_lite.toyworld.pretrain_clip import format_summary, pretrain_clip
     s = pretrain_clip(args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      pool_size=args.pool_size, eval_per_class=args.eval_per_class, max_minutes=args.max_minutes,
+                      pool_pairs=args.pool_pairs, eval_per_class=args.eval_per_class, max_minutes=args.max_minutes,
                       warmup=args.warmup, init=args.init)
     print(json.dumps(s, indent=1))
     print(f"toy CLIP: {s['steps']} steps in {s['train_seconds']:.0f} s; zero-shot {format_summary(s)}; wrote {args.out}")
@@ -30,23 +30,24 @@ def cmd_pretrain_clip(args) -> int:
 def cmd_pretrain_sam(args) -> int:
     from ebseg_lite.toyworld.pretrain_sam import pretrain_sam
     s = pretrain_sam(args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                     eval_scenes=args.eval_scenes, max_minutes=args.max_minutes)
+                     prompts_per_image=args.prompts_per_image, eval_scenes=args.eval_scenes,
+                     max_minutes=args.max_minutes)
     print(json.dumps(s, indent=1))
-    print(f"toy SAM: {s['steps']} steps in {s['train_seconds']:.0f} s; point-prompt mIoU {100 * s['miou']:.1f}% "
-          f"(baseline {100 * s['baseline_miou']:.1f}%); wrote {args.out}")
+    print(f"toy SAM: {s['steps']} steps in {s['train_seconds']:.0f} s; point-prompt mIoU {100 * s['point_miou']:.1f}% "
+          f"(baseline {100 * s['point_baseline_miou']:.1f}%), automatic-mask recall {100 * s['proposal_recall']:.1f}%; wrote {args.out}")
     return 0
 
 
 def add_pretrain_clip(group):
     p = group.add_parser("pretrain-clip", help="pretrain the toy CLIP contrastively on toy scenes + captions")
     p.add_argument("--out", required=True, help="safetensors file to write")
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--batch-size", type=int, default=128, help="even: photo + twin pairs")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warmup", type=int, default=100, help="linear lr warm-up steps")
     p.add_argument("--init", default=None, help="continue from this toy CLIP file (a second stage)")
-    p.add_argument("--pool-size", type=int, default=12000, help="pre-drawn scenes sampled from (uint8)")
+    p.add_argument("--pool-pairs", type=int, default=3000, help="pre-drawn photo + twin pairs sampled from (uint8)")
     p.add_argument("--eval-per-class", type=int, default=10, help="held-out single-object scenes per class")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and anneal the lr) by this wall time")
     p.set_defaults(func=cmd_pretrain_clip)
@@ -54,12 +55,13 @@ def add_pretrain_clip(group):
 
 def add_pretrain_sam(group):
     p = group.add_parser("pretrain-sam", help="pretrain the toy SAM on toy instance masks with point prompts")
-    p.add_argument("--out", required=True, help="safetensors file to write (image encoder weights)")
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--out", required=True, help="safetensors file to write (the whole Sam)")
+    p.add_argument("--steps", type=int, default=800)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--prompts-per-image", type=int, default=12)
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-scenes", type=int, default=100, help="held-out scenes for point-prompt mIoU")
+    p.add_argument("--eval-scenes", type=int, default=50, help="held-out scenes for point-prompt mIoU and recall")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and anneal the lr) by this wall time")
     p.set_defaults(func=cmd_pretrain_sam)
 
