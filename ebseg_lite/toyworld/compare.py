@@ -26,8 +26,8 @@ from ebseg_lite.eval.metrics import SemSegEvaluator
 from ebseg_lite.io.files import atomic_write, read_state_dict
 from ebseg_lite.toyworld.experiments import held_out_scenes, toy_model
 from ebseg_lite.toyworld.presets import TOY_SAM_GENERATOR, toy_weights_dir
-from ebseg_lite.toyworld.report import colorize
 from ebseg_lite.toyworld.world import ToyWorld
+from ebseg_lite.viz.segmentation import show_segmentations
 
 TEST_SEED = 99
 
@@ -93,25 +93,13 @@ def seed_summary(per_seed: Sequence[Dict[str, float]], seeds: Sequence[int]) -> 
 
 
 def methods_figure(segmenters: Dict[str, object], dataset, world: ToyWorld, *, n: int = 4) -> Figure:
-    """Rows = the first ``n`` test scenes; columns = image, ground truth, each method's labels."""
+    """Rows = the first ``n`` test scenes; panels = ground truth and each method's labels, one legend."""
     names, seen = world.class_names, torch.tensor(world.seen)
-    cols = ["image", "ground truth"] + list(segmenters)
-    n = min(n, len(dataset))
-    fig = Figure(figsize=(1.9 * len(cols), 2.0 * n + 0.7), layout="constrained")
-    axes = fig.subplots(n, len(cols), squeeze=False)
-    for r in range(n):
-        item = dataset[r]
-        panels = [item["image"].permute(1, 2, 0).numpy(), colorize(item["label"], names)]
-        panels += [colorize(s.predict(item["image"], names, seen=seen).labels, names) for s in segmenters.values()]
-        for c, (ax, img) in enumerate(zip(axes[r], panels)):
-            ax.imshow(img, interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
-            if r == 0:
-                ax.set_title(cols[c], fontsize=9)
-        present = [names[i] + ("" if world.seen[i] else " (new)") for i in torch.unique(item["label"]).tolist() if i < 255]
-        axes[r][0].set_ylabel("\n".join(present), fontsize=6)
-    fig.suptitle("Toy world test scenes segmented by every method (new = never labelled in training)")
-    return fig
+    items = [dataset[r] for r in range(min(n, len(dataset)))]
+    maps = [{"ground truth": it["label"], **{m: s.predict(it["image"], names, seen=seen).labels
+                                             for m, s in segmenters.items()}} for it in items]
+    return show_segmentations([it["image"] for it in items], maps, names, seen=world.seen, size=2.0,
+                              suptitle="Toy world test scenes segmented by every method (new = never labelled in training)")
 
 
 #: methods whose result depends on the trained toy EBSeg (its masks, or its classifier too)

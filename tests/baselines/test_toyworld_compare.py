@@ -51,8 +51,8 @@ def test_table_and_picture(compared):
         line = next(ln for ln in table.splitlines() if ln.startswith(m + " "))
         assert ("skipped" in line) if "skipped" in r else f"{r['mIoU']:5.1f}" in line
     drawn = [m for m, r in result["rows"].items() if "skipped" not in r]
-    w, h = Image.open(out / "methods.png").size
-    assert w > h and w / (2 + len(drawn)) == pytest.approx(1.9 * 110, rel=0.1)  # one column per method + 2
+    w, h = Image.open(out / "methods.png").size  # show_segmentations: 2-inch panels (image, truth, methods) + legend
+    assert w == pytest.approx((2.0 * (2 + len(drawn)) + 3.2) * 110, abs=2) and h == pytest.approx((2.0 * 2 + 0.8) * 110, abs=2)
 
 
 def test_seed_summary_mean_and_spread():
