@@ -49,7 +49,7 @@ def evaluate_modes(predictor, dataset, modes: Dict[str, dict], *, seen=None, lim
         predictor: an :class:`~ebseg_lite.inference.predictor.EBSegPredictor`.
         dataset: items with "image" and "label"; ``class_names`` and ``ignore_value`` attributes.
         modes: {name: classify kwargs}, e.g. ``{"B": dict(w_seen=(0, 1, 0), w_new=(0, 1, 0))}``.
-        seen: (K,) bool, or None for the synonym rule against the training vocabulary.
+        seen: (K,) bool, or None for the predictor's rule (the official mask for a benchmark's names, the synonym rule otherwise).
     """
     names = list(dataset.class_names)
     seen = predictor.resolve_seen(names, seen)
@@ -68,8 +68,8 @@ def evaluate(model, dataset, *, limit: Optional[int] = None, progress: bool = Tr
              window: Optional[int] = None, stride: Optional[int] = None, seen=None, **classify_kwargs) -> Dict:
     """Evaluate ``model`` on a :class:`~ebseg_lite.data.datasets.SemSegDataset`.
 
-    Text embeddings of the benchmark's vocabulary are computed once (cached); seen/new follows the
-    synonym rule against the model's training vocabulary. With ``sliding=True`` each image goes
+    Text embeddings of the benchmark's vocabulary are computed once (cached); seen/new is the official
+    mask for a benchmark's own names, the synonym rule against the training vocabulary otherwise. With ``sliding=True`` each image goes
     through :func:`~ebseg_lite.inference.sliding.sliding_window_predict` (``window`` / ``stride`` in pixels of
     the resized image) instead of whole-image ``model.predict``. When ``torch.distributed`` is
     initialised this process takes images rank, rank + W, ...; every process must call it, and every

@@ -4,31 +4,13 @@ import pytest
 import torch
 from PIL import Image
 
+from fixture_data import label_array, make_folder, write_image, write_label
+
 from ebseg_lite.data.benchmarks import benchmark_vocabulary
 from ebseg_lite.data.datasets import BENCHMARKS, FolderDataset, build_dataset, resolve_data_root
 
 K_OF = {"coco_stuff_171": 171, "ade20k_150": 150, "ade20k_847": 847, "pcontext_59": 59,
         "pcontext_459": 459, "voc_20": 20}
-
-
-def write_image(path, h, w, seed=0, fmt=None):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    Image.fromarray(arr).save(path, format=fmt)
-    return arr
-
-
-def write_label(path, arr):
-    """uint8 arrays go to 8-bit PNG, uint16 arrays to 16-bit TIFF (mode I;16)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
-
-
-def label_array(h, w, k, ignore, seed=0):
-    dtype = np.uint16 if ignore == 65535 else np.uint8
-    arr = np.random.default_rng(seed).integers(0, k, (h, w)).astype(dtype)
-    arr[0, 0] = ignore
-    return arr
 
 
 def make_benchmark(root, name, n=2, h=6, w=8):
@@ -79,15 +61,6 @@ def test_data_root_resolution(tmp_path, monkeypatch):
     assert resolve_data_root(tmp_path / "arg") == tmp_path / "arg"
     make_benchmark(tmp_path / "eb", "pcontext_59")
     assert len(build_dataset("pcontext_59")) == 2
-
-
-def make_folder(root, n=2, h=5, w=7, classes=("cat", "sofa, couch", "floor")):
-    arrays = []
-    for i in range(n):
-        arrays.append(write_image(root / "images" / f"p{i}.png", h, w, seed=i))
-        write_label(root / "labels" / f"p{i}.png", label_array(h, w, len(classes), 255, seed=i))
-    (root / "classes.txt").write_text("\n".join(classes) + "\n")
-    return arrays
 
 
 def test_folder_dataset(tmp_path):

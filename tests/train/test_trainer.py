@@ -276,7 +276,7 @@ def test_torchrun_two_processes_match_one(tmp_path):
 # ---------------------------------------------------------------- CLI
 def test_train_cli_on_a_folder_dataset(tmp_path, capsys):
     from ebseg_lite.cli.main import main
-    from test_datasets import make_folder
+    from fixture_data import make_folder
     make_folder(tmp_path / "data", n=3, h=64, w=64)
     out = tmp_path / "run"
     rc = main(["train", "--preset", "cpu_tiny", "--dataset", f"folder:{tmp_path / 'data'}", "--out", str(out),

@@ -1,0 +1,32 @@
+"""Small image / label files that tests write on the fly (shared by tests/data and tests/train)."""
+import numpy as np
+from PIL import Image
+
+
+def write_image(path, h, w, seed=0, fmt=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path, format=fmt)
+    return arr
+
+
+def write_label(path, arr):
+    """uint8 arrays go to 8-bit PNG, uint16 arrays to 16-bit TIFF (mode I;16)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def label_array(h, w, k, ignore, seed=0):
+    dtype = np.uint16 if ignore == 65535 else np.uint8
+    arr = np.random.default_rng(seed).integers(0, k, (h, w)).astype(dtype)
+    arr[0, 0] = ignore
+    return arr
+
+
+def make_folder(root, n=2, h=5, w=7, classes=("cat", "sofa, couch", "floor")):
+    arrays = []
+    for i in range(n):
+        arrays.append(write_image(root / "images" / f"p{i}.png", h, w, seed=i))
+        write_label(root / "labels" / f"p{i}.png", label_array(h, w, len(classes), 255, seed=i))
+    (root / "classes.txt").write_text("\n".join(classes) + "\n")
+    return arrays
