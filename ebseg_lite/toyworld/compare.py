@@ -26,25 +26,22 @@ from ebseg_lite.eval.metrics import SemSegEvaluator
 from ebseg_lite.io.files import atomic_write, read_state_dict
 from ebseg_lite.toyworld.experiments import held_out_scenes, toy_model
 from ebseg_lite.toyworld.presets import TOY_SAM_GENERATOR, toy_weights_dir
+from ebseg_lite.toyworld.pretrain_sam import load_toy_sam
 from ebseg_lite.toyworld.world import ToyWorld
 from ebseg_lite.viz.segmentation import show_segmentations
 
 TEST_SEED = 99
 
 
-
 def toy_mask_generator(path: Optional[str] = None, **overrides):
-    """``SamAutomaticMaskGenerator`` over the full toy SAM, or None (with the reason) when the weights
-    file holds only the image encoder."""
+    """``SamAutomaticMaskGenerator`` over the whole toy SAM with the toy world's settings
+    (:data:`ebseg_lite.toyworld.presets.TOY_SAM_GENERATOR`), or None and the reason when the weights
+    file holds only the image encoder (toy world v1)."""
     from segment_anything import SamAutomaticMaskGenerator
-    from ebseg_lite.toyworld.pretrain_sam import build_toy_sam
     path = Path(path or toy_weights_dir() / "toy_sam.safetensors")
-    sd = read_state_dict(path)
-    if not any(k.startswith("mask_decoder.") for k in sd):
+    if not any(k.startswith("mask_decoder.") for k in read_state_dict(path)):
         return None, f"{path.name} holds the image encoder only (no prompt encoder / mask decoder)"
-    sam = build_toy_sam()
-    sam.load_state_dict(sd, strict=True)
-    return SamAutomaticMaskGenerator(sam.eval(), **{**TOY_SAM_GENERATOR, **overrides}), None
+    return SamAutomaticMaskGenerator(load_toy_sam(path), **{**TOY_SAM_GENERATOR, **overrides}), None
 
 
 @torch.no_grad()
@@ -125,7 +122,7 @@ def run_compare(out_dir="toyworld_compare", *, test_seed: int = TEST_SEED, scene
     rows, segmenters = {}, {}
     for m in methods:
         if m == "simseg-sam":
-            gen, why = toy_mask_generator(sam_weights, points_per_side=max(4, dataset[0]["image"].shape[-1] // 8))
+            gen, why = toy_mask_generator(sam_weights)
             if gen is None:
                 rows[m] = {"skipped": why}
                 continue
