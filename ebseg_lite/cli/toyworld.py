@@ -2,6 +2,7 @@
 
     ebseg-lite toyworld pretrain-clip --out data_samples/toyworld/toy_clip.safetensors --seed 0
     ebseg-lite toyworld pretrain-sam --out data_samples/toyworld/toy_sam.safetensors --seed 0
+    ebseg-lite toyworld pretrain-blip --out data_samples/toyworld/toy_blip.safetensors --seed 0
     ebseg-lite toyworld demo --out toyworld_report --seeds 3
 
 To add a command: write ``add_<name>(group)`` that calls ``group.add_parser(...)`` and sets
@@ -66,6 +67,36 @@ def add_pretrain_sam(group):
     p.set_defaults(func=cmd_pretrain_sam)
 
 
+def cmd_pretrain_blip(args) -> int:
+    from ebseg_lite.toyworld.toy_pnp import make_toy_blip, search_existing
+    if args.search_only:
+        s = search_existing(args.out)["search"]
+        print(f"label-free search on {args.out}: {s['best']}, reward {s['best_reward']} / {s['max_reward']}")
+        return 0
+    s = make_toy_blip(args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      pool_size=args.pool_size, word_itm=args.word_itm, search=not args.no_search)
+    print(json.dumps({k: v for k, v in s.items() if k != "search"}, indent=1))
+    if "search" in s:
+        print(f"label-free search: {s['search']['best']}, reward {s['search']['best_reward']} / {s['search']['max_reward']}")
+    print(f"toy BLIP: {s['steps']} steps in {s['train_seconds']:.0f} s; retrieval R@1 {100 * s['retrieval_r1']:.1f}%, "
+          f"ITM accuracy {100 * s['itm_acc']:.1f}%; wrote {args.out}")
+    return 0
+
+
+def add_pretrain_blip(group):
+    p = group.add_parser("pretrain-blip", help="pretrain the toy BLIP (ITC + ITM) for PnP-OVSS, then its label-free search")
+    p.add_argument("--out", required=True, help="safetensors file to write")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pool-size", type=int, default=4000, help="pre-drawn scenes sampled from (uint8)")
+    p.add_argument("--word-itm", type=float, default=1.0, help="weight of the word-level matching loss (0: BLIP's losses only)")
+    p.add_argument("--no-search", action="store_true", help="skip the label-free layer / head / threshold search")
+    p.add_argument("--search-only", action="store_true", help="only run the search on the existing --out file, store it there")
+    p.set_defaults(func=cmd_pretrain_blip)
+
+
 def cmd_demo(args) -> int:
     """``ebseg-lite toyworld demo``: the report folder, and optionally the shipped seed-0 models."""
     run = ToyRun(steps=args.steps, batch_size=args.batch_size, train_scenes=args.train_scenes,
@@ -124,7 +155,7 @@ def add_compare(group) -> None:
     c.set_defaults(func=cmd_compare)
 
 
-COMMANDS = [add_pretrain_clip, add_pretrain_sam, add_demo, add_compare]
+COMMANDS = [add_pretrain_clip, add_pretrain_sam, add_pretrain_blip, add_demo, add_compare]
 
 
 def add_parser(sub):

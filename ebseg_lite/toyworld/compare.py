@@ -104,7 +104,7 @@ TRAINED = ("ebseg", "simseg")
 
 
 def run_compare(out_dir="toyworld_compare", *, test_seed: int = TEST_SEED, scenes: int = 50,
-                methods: Sequence[str] = METHODS, seeds: Sequence[int] = (0,), progress: bool = True,
+                methods: Sequence[str] = METHODS + ("pnp-ovss",), seeds: Sequence[int] = (0,), progress: bool = True,
                 figure: bool = True, sam_weights: Optional[str] = None) -> Dict:
     """Evaluate ``methods`` on ``scenes`` toy test scenes; write compare.json, table.txt, methods.png.
 
@@ -121,6 +121,8 @@ def run_compare(out_dir="toyworld_compare", *, test_seed: int = TEST_SEED, scene
     first = predictors[seeds[0]]
     rows, segmenters = {}, {}
     for m in methods:
+        if m == "pnp-ovss":         # issue 17: needs each image's class list, evaluated apart below
+            continue
         if m == "simseg-sam":
             gen, why = toy_mask_generator(sam_weights)
             if gen is None:
@@ -136,10 +138,15 @@ def run_compare(out_dir="toyworld_compare", *, test_seed: int = TEST_SEED, scene
             rows[m] = evaluate_method(segmenters[m], dataset, seen, progress=progress)
         if progress:
             print(f"{m:12s} mIoU {rows[m]['mIoU']:5.1f}  {rows[m]['sec_per_image']:.4f} s / image", flush=True)
+    note = ""
+    if "pnp-ovss" in methods:       # PnP-OVSS rows, one per class-list source (ebseg_lite.toyworld.toy_pnp)
+        from ebseg_lite.toyworld.toy_pnp import PNP_NOTE, pnp_rows
+        rows.update(pnp_rows(dataset, seen.numpy(), progress=progress))
+        note = "\n" + PNP_NOTE
     result = {"test_seed": test_seed, "scenes": scenes, "preset": first.cfg.preset, "training_seeds": list(seeds),
               "rows": rows, "class_names": world.class_names, "seen": world.seen}
     atomic_write(out / "compare.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
-    atomic_write(out / "table.txt", lambda tmp: Path(tmp).write_text(format_table(rows, scenes, test_seed) + "\n"))
+    atomic_write(out / "table.txt", lambda tmp: Path(tmp).write_text(format_table(rows, scenes, test_seed) + note + "\n"))
     if figure and segmenters:
         fig = methods_figure(segmenters, dataset, world)
         atomic_write(out / "methods.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))

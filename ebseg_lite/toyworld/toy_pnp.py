@@ -65,6 +65,9 @@ def make_toy_blip(out, *, search: bool = True, **pretrain) -> dict:
 
 #: compare-table rows, one per source of the image-level class lists (see baselines.pnp_ovss.classes)
 PNP_SOURCES = ("gt", "clip")
+PNP_NOTE = ("pnp-ovss/<source>: PnP-OVSS segments only the classes each image is said to hold: gt = the ground "
+            "truth's classes (image-level labels, a head start the other rows do not get), clip = toy-CLIP "
+            "zero-shot lists (probability >= 0.1). Toy BLIP, layer / head / threshold from its label-free search.")
 
 
 def pnp_rows(dataset, seen, *, sources=PNP_SOURCES, clip_threshold: float = 0.1, progress: bool = False) -> dict:
