@@ -1,9 +1,16 @@
-"""Multi-scale deformable attention (Deformable DETR), pure PyTorch with ``grid_sample``.
+"""Multi-scale deformable attention (Deformable DETR), pure PyTorch.
 
 The pixel decoder of Mask2Former (and so of EBSeg, paper section 3.2) uses it; the official code
-compiles a CUDA op and falls back to this same computation. Written here because it is part of
-the lesson: every query samples ``n_points`` locations per head and level around a reference
-point and mixes them with softmax weights.
+compiles a CUDA op and falls back to the ``grid_sample`` computation of :func:`ms_deform_attn`.
+Written here because it is part of the lesson: every query samples ``n_points`` locations per head
+and level around a reference point and mixes them with softmax weights.
+
+:func:`ms_deform_attn` is the readable reference (one ``grid_sample`` per level).
+:func:`ms_deform_attn_gather` is the same sum written as one weighted gather: each bilinear sample
+is 4 corner rows of ``value`` times (attention weight x bilinear weight), out-of-range corners
+weighted 0 (``grid_sample``'s zero padding), so all heads, levels, points and corners of a query go
+into one ``embedding_bag`` call (no (B*nh, dh, Q, np) intermediate, no per-level loop). Equal to the
+reference up to float summation order, gradients included; the module uses it.
 """
 from __future__ import annotations
 
@@ -41,6 +48,48 @@ def ms_deform_attn(value: torch.Tensor, shapes: Sequence[Tuple[int, int]],
         out = part if out is None else out + part
     out = out.view(b, nh * dh, q)
     return out.transpose(1, 2).contiguous()
+
+
+def ms_deform_attn_gather(value: torch.Tensor, shapes: Sequence[Tuple[int, int]],
+                          locations: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """:func:`ms_deform_attn` as one weighted gather (same arguments, same result).
+
+    Bilinear sampling with ``align_corners=False`` reads pixel ``(x * w_l - 0.5, y * h_l - 0.5)``:
+    corners ``(x0, y0) .. (x0 + 1, y0 + 1)`` with weights ``(1 - fx)(1 - fy) .. fx fy``.
+
+    Returns:
+        (B, Q, nh * dh).
+    """
+    b, s, nh, dh = value.shape
+    _, q, _, nl, npnt, _ = locations.shape
+    dev = locations.device
+    loc = locations.float().permute(3, 5, 0, 1, 2, 4)                # (nl, 2, B, Q, nh, np): one level at a time
+    att = weights.float().permute(3, 0, 1, 2, 4)                     # (nl, B, Q, nh, np)
+    # row of value.reshape(B*S*nh, dh) for pixel p of level l: (b * S + start_l + p) * nh + head
+    head_row = (torch.arange(b, device=dev).view(b, 1, 1, 1) * (s * nh)
+                + torch.arange(nh, device=dev).view(1, 1, nh, 1)).float()   # (B, 1, nh, 1)
+    rows_dt = torch.float32 if b * s * nh < 2 ** 24 else torch.float64  # row numbers exact in this float
+    head_row = head_row.to(rows_dt)
+    idx = torch.empty(b, q, nh, nl, npnt, 4, device=dev, dtype=rows_dt)
+    wts = torch.empty(b, q, nh, nl, npnt, 4, device=dev)
+    start = 0
+    for lvl, (h, w) in enumerate(shapes):
+        px, py = loc[lvl, 0] * w - 0.5, loc[lvl, 1] * h - 0.5         # (B, Q, nh, np) pixel coordinates
+        x0, y0 = px.floor(), py.floor()
+        fx, fy = px - x0, py - y0
+        wx = ((1 - fx) * ((x0 >= 0) & (x0 <= w - 1)), fx * ((x0 >= -1) & (x0 <= w - 2)))  # 0 outside
+        wy = ((1 - fy) * ((y0 >= 0) & (y0 <= h - 1)), fy * ((y0 >= -1) & (y0 <= h - 2)))
+        xc = (x0.clamp(0, w - 1), (x0 + 1).clamp(0, w - 1))
+        yc = (y0.clamp(0, h - 1) * w, (y0 + 1).clamp(0, h - 1) * w)
+        a = att[lvl]
+        for c, (i, j) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):  # (dx, dy) per corner
+            idx[:, :, :, lvl, :, c] = (yc[j] + xc[i] + start) * nh + head_row
+            wts[:, :, :, lvl, :, c] = a * wy[j] * wx[i]
+        start += h * w
+    k = nl * npnt * 4
+    out = F.embedding_bag(idx.view(b * q * nh, k).long(), value.reshape(b * s * nh, dh),
+                          per_sample_weights=wts.view(b * q * nh, k).to(value.dtype), mode="sum")  # (B*Q*nh, dh)
+    return out.view(b, q, nh * dh)
 
 
 class MSDeformAttn(nn.Module):
@@ -89,7 +138,7 @@ class MSDeformAttn(nn.Module):
         weights = self.attention_weights(query).view(b, q, nh, nl * npnt).softmax(-1).view(b, q, nh, nl, npnt)
         wh = torch.tensor([[w, h] for h, w in shapes], dtype=query.dtype, device=query.device)  # (nl, 2) as (x, y)
         locations = reference[:, :, None, :, None, :] + offsets / wh[None, None, None, :, None, :]
-        return self.output_proj(ms_deform_attn(value, shapes, locations, weights))
+        return self.output_proj(ms_deform_attn_gather(value, shapes, locations, weights))
 
 
 def sine_position_embedding(b: int, h: int, w: int, num_feats: int, *, device=None,

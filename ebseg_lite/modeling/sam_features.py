@@ -5,6 +5,13 @@ The frozen segment-anything ``ImageEncoderViT`` sees the padded image at its own
 relative position tables are resized by segment-anything itself. The outputs of the four
 global-attention blocks (2, 5, 8, 11 for ViT-B) become res2..res5 by bilinear resizing x4, x2, x1,
 x0.5 (strides 4, 8, 16, 32). The neck is not used.
+
+The blocks run through :func:`sam_block`: segment-anything's own ``Block`` computation with its own
+weights and helpers (``window_partition``, ``get_rel_pos``), but the attention is PyTorch's fused
+``scaled_dot_product_attention`` with the decomposed relative-position bias (MViTv2) passed as
+an additive mask, ``bias[i, j] = <q_i, R^h[i_h - j_h]> + <q_i, R^w[i_w - j_w]>``; the library
+materialises ``q k^T``, adds the bias in a second pass and softmaxes in a third. Same numbers up to
+float rounding (tests/modeling/test_sam_speed.py); ``fast=False`` runs the library's ``Block``.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from segment_anything.modeling import ImageEncoderViT
+from segment_anything.modeling.image_encoder import get_rel_pos, window_partition, window_unpartition
 
 from ebseg_lite.config import SamConfig
 
@@ -33,12 +41,48 @@ def build_sam_encoder(cfg: SamConfig) -> ImageEncoderViT:
     return enc
 
 
+def sam_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """segment-anything's ``Attention.forward`` through fused SDPA.
+
+    Args:
+        x: (B, h, w, E) tokens of one window (or of the whole grid for global blocks).
+    Returns:
+        (B, h, w, E).
+    """
+    b, h, w, _ = x.shape
+    nh = attn.num_heads
+    q, k, v = attn.qkv(x).reshape(b, h * w, 3, nh, -1).permute(2, 0, 3, 1, 4).unbind(0)  # (B, nh, h*w, dh)
+    bias = None
+    if attn.use_rel_pos:
+        rq = q.reshape(b, nh, h, w, -1)                                   # unscaled q, as the library
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", rq, get_rel_pos(h, h, attn.rel_pos_h))  # (B, nh, h, w, h)
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", rq, get_rel_pos(w, w, attn.rel_pos_w))  # (B, nh, h, w, w)
+        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, nh, h * w, h * w)
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)         # scale dh^-0.5, as attn.scale
+    return attn.proj(o.transpose(1, 2).reshape(b, h, w, -1))
+
+
+def sam_block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """segment-anything's ``Block.forward`` with :func:`sam_attention`; x: (B, h, w, E) -> (B, h, w, E)."""
+    y = blk.norm1(x)
+    if blk.window_size > 0:
+        hw = y.shape[1:3]
+        y, pad_hw = window_partition(y, blk.window_size)                 # (B * windows, ws, ws, E)
+        y = window_unpartition(sam_attention(blk.attn, y), blk.window_size, pad_hw, hw)
+    else:
+        y = sam_attention(blk.attn, y)
+    x = x + y
+    return x + blk.mlp(blk.norm2(x))
+
+
 def sam_multiscale_features(encoder: ImageEncoderViT, image: torch.Tensor, *,
-                            global_attn_indexes, scales=(4.0, 2.0, 1.0, 0.5)) -> Dict[str, torch.Tensor]:
+                            global_attn_indexes, scales=(4.0, 2.0, 1.0, 0.5),
+                            fast: bool = True) -> Dict[str, torch.Tensor]:
     """Multi-scale SAM features.
 
     Args:
         image: (B, 3, H, W) SAM-normalised, H and W multiples of 32.
+        fast: blocks through :func:`sam_block` (fused attention); False: the library's ``Block``.
     Returns:
         {"res2": (B, E, H/4, W/4), "res3": (B, E, H/8, W/8), "res4": (B, E, H/16, W/16),
          "res5": (B, E, H/32, W/32)}, E = SAM width (768 for ViT-B).
@@ -50,7 +94,7 @@ def sam_multiscale_features(encoder: ImageEncoderViT, image: torch.Tensor, *,
     x = x + pos
     outs = []
     for i, blk in enumerate(encoder.blocks):
-        x = blk(x)
+        x = sam_block(blk, x) if fast else blk(x)
         if i in global_attn_indexes:
             outs.append(x)
     feats = {}

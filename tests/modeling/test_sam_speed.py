@@ -1,0 +1,50 @@
+"""SAM blocks through fused SDPA (relative-position bias as an additive mask) equal
+segment-anything's own Block, windowed (with padding) and global, and the whole multi-scale pass."""
+from functools import partial
+
+import torch
+from torch import nn
+from segment_anything.modeling import ImageEncoderViT
+
+from ebseg_lite.modeling.sam_features import sam_block, sam_multiscale_features
+
+
+def _encoder(seed=0):
+    torch.manual_seed(seed)
+    enc = ImageEncoderViT(img_size=128, patch_size=16, embed_dim=32, depth=4, num_heads=2, mlp_ratio=4.0,
+                          out_chans=16, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6),
+                          use_abs_pos=True, use_rel_pos=True, window_size=3, global_attn_indexes=(1, 3))
+    for blk in enc.blocks:  # the library zero-initialises them: random tables make the bias matter
+        nn.init.normal_(blk.attn.rel_pos_h, std=0.5)
+        nn.init.normal_(blk.attn.rel_pos_w, std=0.5)
+    return enc.eval()
+
+
+@torch.no_grad()
+def test_block_equals_library_windowed_with_padding_and_global():
+    enc = _encoder()
+    x = torch.randn(2, 5, 7, 32)   # 5x7 grid: padded to 6x9 for 3x3 windows; global tables resized 15 -> 9, 13
+    for i in (0, 1):               # block 0 windowed, block 1 global
+        ref, ours = enc.blocks[i](x), sam_block(enc.blocks[i], x)
+        assert ours.shape == ref.shape == (2, 5, 7, 32)
+        assert torch.allclose(ours, ref, atol=1e-5), i
+    # the bias is really used: without the relative tables the output differs
+    blk = enc.blocks[1]
+    blk.attn.use_rel_pos = False
+    assert (sam_block(blk, x) - enc.blocks[1].__class__.forward(blk, x)).abs().max() < 1e-5
+    blk.attn.use_rel_pos = True
+    assert (sam_block(blk, x) - ref).abs().max() < 1e-5
+    blk.attn.use_rel_pos = False
+    assert (sam_block(blk, x) - ref).abs().max() > 1e-3
+    blk.attn.use_rel_pos = True
+
+
+@torch.no_grad()
+def test_multiscale_features_fast_equals_library_blocks():
+    enc = _encoder(1)
+    img = torch.randn(1, 3, 96, 64)
+    fast = sam_multiscale_features(enc, img, global_attn_indexes=(1, 3))
+    ref = sam_multiscale_features(enc, img, global_attn_indexes=(1, 3), fast=False)
+    assert [tuple(v.shape) for v in fast.values()] == [(1, 32, 24, 16), (1, 32, 12, 8)]  # two global blocks
+    for k in ref:
+        assert torch.allclose(fast[k], ref[k], atol=1e-5), k
