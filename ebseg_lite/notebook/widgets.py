@@ -54,8 +54,10 @@ class BalancingExplorer:
         inf = model.cfg.inference
         self.defaults = {"w_seen": tuple(inf.w_seen), "w_new": tuple(inf.w_new), "paper_abg": tuple(inf.paper_abg),
                          "balancing": inf.balancing}
+        # a fixed width with room for the two-decimal readout (narrow columns cut "0.21" to "0.2")
         slider = lambda desc, v: W.FloatSlider(value=float(v), min=0.0, max=1.0, step=0.01, description=desc,
-                                               continuous_update=False, readout_format=".2f")
+                                               continuous_update=False, readout_format=".2f",
+                                               layout=W.Layout(width="330px"), style={"description_width": "70px"})
         self.sliders = {(group, b): slider(f"{group} {b}", self.defaults[f"w_{group}"][i])
                         for group in ("seen", "new") for i, b in enumerate(BRANCHES)}
         self.abg = {n: slider(n, v) for n, v in zip("abg", self.defaults["paper_abg"])}
