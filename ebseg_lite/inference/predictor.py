@@ -19,8 +19,8 @@ from typing import List, Optional, Sequence
 import torch
 
 from ebseg_lite.data.vocabularies import load_class_names, seen_for
-from ebseg_lite.inference.outputs import Encoded, Prediction, label_map, upsample_masks
-from ebseg_lite.inference.text_cache import TextCache
+from ebseg_lite.inference.outputs import Encoded, Prediction
+from ebseg_lite.inference.text_cache import DiskTextCache, TextCache, text_tower_digest
 from ebseg_lite.io.images import load_image, resize_shortest_edge
 from ebseg_lite.modeling.balance import (balance, balance_embeddings, class_logits, official_map_probs,
                                          void_probability, with_background, with_void)
@@ -39,6 +39,8 @@ class EBSegPredictor:
     def __init__(self, model: EBSeg):
         self.model = model
         self._text_cache = TextCache()
+        self._disk_cache = DiskTextCache()   # $EBSEG_CACHE_DIR (default ~/.cache/ebseg_lite); "off" disables
+        self._tower_digest = (None, None)    # (weights_version, digest of the text tower)
 
     # ----------------------------------------------------------------- conveniences
     @property
@@ -123,8 +125,18 @@ class EBSegPredictor:
         names = tuple(validate_class_names(class_names))
         templates = get_templates(self.cfg.templates)
         key = (names, templates, self.model.weights_version)
-        return self._text_cache.get(key, lambda: encode_class_names(self.model.clip, self.model.tokenizer,
-                                                                    names, templates))
+        return self._text_cache.get(key, lambda: self._disk_text(names, templates))
+
+    def _disk_text(self, names, templates) -> torch.Tensor:
+        clip, tok = self.model.clip, self.model.tokenizer
+        make = lambda: encode_class_names(clip, tok, names, templates)
+        if self._disk_cache._folder() is None:
+            return make()
+        if self._tower_digest[0] != self.model.weights_version:
+            self._tower_digest = (self.model.weights_version, text_tower_digest(clip))
+        emb = self._disk_cache.get(weights=self._tower_digest[1], tokenizer=tok, names=names, templates=templates,
+                                   make=make)
+        return emb.to(self.device)
 
     def clear_text_cache(self) -> None:
         self._text_cache.clear()
@@ -172,9 +184,9 @@ class EBSegPredictor:
                                        logit_scale=scale)[0]
         class_probs = with_void(fused, p_void)           # (N, K+1)
         map_probs = official_map_probs(class_probs)      # (N, K)
-        labels, score = label_map(map_probs, upsample_masks(encoded.masks, encoded))
+        # labels and score are computed on first read (Prediction.labels / .score)
         return Prediction(
-            class_names=names, seen=seen_t, labels=labels, score=score, class_probs=class_probs, probs=probs,
+            class_names=names, seen=seen_t, class_probs=class_probs, probs=probs,
             p_void=p_void, logits=logits, text=text, A=encoded.A, B=encoded.B, D=encoded.D, masks=encoded.masks,
             balancing=balancing, weights={"w_seen": w_seen, "w_new": w_new, "paper_abg": (a, b, g)},
             encoded=encoded, map_probs=map_probs)

@@ -45,15 +45,22 @@ def encode_class_names(clip_model: nn.Module, tokenizer: Callable, class_names: 
     """(K, C) normalised text embeddings, template-averaged.
 
     All K * T prompts go through the text tower in batches of ``batch_size`` so memory stays
-    bounded for large vocabularies (847 ADE classes x 14 templates).
+    bounded for large vocabularies (847 ADE classes x 14 templates). Prompts are sorted by token
+    length first, so each batch is trimmed to its own longest prompt (:func:`encode_text_trimmed`)
+    and short prompts do not pay for long ones; the result is put back in the original order.
     """
     prompts = [t.format(c) for c in class_names for t in templates]  # class-major: K * T
     device = next(clip_model.parameters()).device
-    out = []
+    tokens = tokenizer(prompts)                                       # (K*T, context)
+    order = torch.argsort(tokens.argmax(dim=-1), stable=True)         # by end-of-text position
+    out = torch.empty(0)
     for i in range(0, len(prompts), batch_size):
-        tokens = tokenizer(prompts[i:i + batch_size]).to(device)
-        out.append(encode_text_trimmed(clip_model, tokens).float())
-    emb = torch.cat(out).reshape(len(class_names), len(templates), -1)  # (K, T, C)
+        idx = order[i:i + batch_size]
+        emb = encode_text_trimmed(clip_model, tokens[idx].to(device)).float()
+        if out.numel() == 0:
+            out = torch.empty(len(prompts), emb.shape[-1], device=emb.device)
+        out[idx.to(emb.device)] = emb
+    emb = out.reshape(len(class_names), len(templates), -1)          # (K, T, C)
     return F.normalize(emb.mean(dim=1), dim=-1)
 
 
