@@ -10,6 +10,12 @@ from ebseg_lite.train.bench import train_step_cost
 
 
 def cmd_benchmark(args) -> int:
+    if args.suite:
+        from ebseg_lite.eval.benchmark_suite import run_suite, table
+        res = run_suite(args.preset, args.size, args.repeat, args.out, text=not args.no_text,
+                        with_toy=args.with_toy, with_tests=args.with_tests)
+        print(table(res))
+        return 0
     if args.train:
         res = train_step_cost(args.preset, batch=args.batch, size=args.size, steps=args.steps, device=args.device,
                               precision=args.precision, cache_features=args.cache_features)
@@ -33,5 +39,10 @@ def add_parser(sub) -> None:
     b.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     b.add_argument("--device", default="auto")
     b.add_argument("--cache-features", action="store_true", help="--train: frozen-feature cache on")
+    b.add_argument("--suite", action="store_true",
+                   help="every speed figure: encode vs the library encoders, classify, text (cold/warm)")
+    b.add_argument("--no-text", action="store_true", help="--suite: skip the text-encoding part")
+    b.add_argument("--with-toy", action="store_true", help="--suite: also time the toy demo")
+    b.add_argument("--with-tests", action="store_true", help="--suite: also time the test suite")
     b.add_argument("--out", default=None, help="write the figures as JSON")
     b.set_defaults(func=cmd_benchmark)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
+import torch.utils.checkpoint
 import torch.nn.functional as F
 from torch import nn
 
@@ -166,7 +167,8 @@ class ClipDense:
 
 
 def dense_clip_features(visual: nn.Module, image: torch.Tensor, *, feature_blocks: Sequence[int],
-                        surgery: bool = True, surgery_start: Optional[int] = None) -> ClipDense:
+                        surgery: bool = True, surgery_start: Optional[int] = None,
+                        checkpoint: bool = False) -> ClipDense:
     """Run CLIP blocks ``0 .. max(feature_blocks)-1`` on a non-224 image.
 
     Args:
@@ -174,6 +176,8 @@ def dense_clip_features(visual: nn.Module, image: torch.Tensor, *, feature_block
         image: (B, 3, H', W') CLIP-normalised (H' = p * padded H).
         feature_blocks: 1-based blocks whose output tokens are returned as grids (3, 6, 9).
         surgery: also run the Surgery stream (inference only in the official code).
+        checkpoint: recompute the plain blocks in the backward pass (gradient checkpointing) when
+            gradients flow (training with the trainable positional embedding).
     Returns:
         :class:`ClipDense`.
     """
@@ -185,6 +189,8 @@ def dense_clip_features(visual: nn.Module, image: torch.Tensor, *, feature_block
     for i in range(max(feature_blocks)):
         if surgery and i >= start:
             x, xs = dual_block(blocks[i], x, xs)
+        elif checkpoint and torch.is_grad_enabled() and x.requires_grad:
+            x = torch.utils.checkpoint.checkpoint(clip_block, blocks[i], x, use_reentrant=False)
         else:
             x = clip_block(blocks[i], x)
         if i + 1 in feature_blocks:

@@ -19,6 +19,7 @@ from functools import partial
 from typing import Dict
 
 import torch
+import torch.utils.checkpoint
 import torch.nn.functional as F
 from torch import nn
 from segment_anything.modeling import ImageEncoderViT
@@ -77,12 +78,15 @@ def sam_block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def sam_multiscale_features(encoder: ImageEncoderViT, image: torch.Tensor, *,
                             global_attn_indexes, scales=(4.0, 2.0, 1.0, 0.5),
-                            fast: bool = True) -> Dict[str, torch.Tensor]:
+                            fast: bool = True, checkpoint: bool = False) -> Dict[str, torch.Tensor]:
     """Multi-scale SAM features.
 
     Args:
         image: (B, 3, H, W) SAM-normalised, H and W multiples of 32.
         fast: blocks through :func:`sam_block` (fused attention); False: the library's ``Block``.
+        checkpoint: recompute each block in the backward pass (gradient checkpointing) when
+            gradients are on: the frozen blocks' activations are not kept, only the trainable
+            positional embedding needs gradients through them.
     Returns:
         {"res2": (B, E, H/4, W/4), "res3": (B, E, H/8, W/8), "res4": (B, E, H/16, W/16),
          "res5": (B, E, H/32, W/32)}, E = SAM width (768 for ViT-B).
@@ -94,7 +98,11 @@ def sam_multiscale_features(encoder: ImageEncoderViT, image: torch.Tensor, *,
     x = x + pos
     outs = []
     for i, blk in enumerate(encoder.blocks):
-        x = sam_block(blk, x) if fast else blk(x)
+        step = partial(sam_block, blk) if fast else blk
+        if checkpoint and torch.is_grad_enabled() and x.requires_grad:
+            x = torch.utils.checkpoint.checkpoint(step, x, use_reentrant=False)
+        else:
+            x = step(x)
         if i in global_attn_indexes:
             outs.append(x)
     feats = {}

@@ -48,3 +48,15 @@ def test_multiscale_features_fast_equals_library_blocks():
     assert [tuple(v.shape) for v in fast.values()] == [(1, 32, 24, 16), (1, 32, 12, 8)]  # two global blocks
     for k in ref:
         assert torch.allclose(fast[k], ref[k], atol=1e-5), k
+
+
+def test_gradient_checkpointing_gives_the_same_gradient_to_the_positional_embedding():
+    grads = []
+    for ckpt in (False, True):
+        enc = _encoder(2)
+        enc.pos_embed.requires_grad_(True)
+        out = sam_multiscale_features(enc, torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)),
+                                      global_attn_indexes=(1, 3), checkpoint=ckpt)
+        sum((v * torch.linspace(-1, 1, v.numel()).view_as(v)).sum() for v in out.values()).backward()
+        grads.append(enc.pos_embed.grad.clone())
+    assert grads[0].abs().max() > 0 and torch.allclose(grads[0], grads[1], atol=1e-6)

@@ -1,0 +1,193 @@
+"""``ebseg-lite benchmark --suite``: every speed figure of the README in one run, JSON + a table.
+
+    ebseg-lite benchmark --suite --preset vit_b --repeat 3 --out bench_suite.json
+
+* ``encode``: per-stage seconds of the real ``forward_features`` (:func:`stage_timer`) and, in the same
+  process and interleaved run by run, the two unmodified library encoders EBSeg must run (open_clip's
+  ``VisionTransformer.forward`` at p * size, segment-anything's ``ImageEncoderViT.forward`` at size): the
+  ratio encode / encoders per repeat, its median and spread, wall and CPU time;
+* ``classify``: cached vocabulary with the full-resolution labels read, and at mask resolution; a new
+  vocabulary (text tower included, disk cache off);
+* ``text``: 150 and 847 names, cold (empty cache) and warm in a new process (disk cache);
+* peak resident memory after each part (the process's high-water mark so far, not per part);
+* ``--with-toy`` / ``--with-tests``: wall time of the toy demo / the test suite as subprocesses.
+Random weights: the cost does not depend on the values. Nothing is asserted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from functools import partial
+from typing import Dict, List
+
+import torch
+
+from ebseg_lite.builder import build_model
+from ebseg_lite.data.vocabularies import load_class_names
+from ebseg_lite.eval.benchmark import stage_timer
+
+
+def _rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+
+
+def _spread(xs: List[float]) -> Dict[str, float]:
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
+
+
+def library_encoders(predictor, size: int):
+    """The two frozen encoders run by their libraries' own ``forward`` at EBSeg's input sizes: a copy of
+    the model's open_clip ``VisionTransformer`` with its positional embedding resized to p * size
+    (what ``force_image_size`` builds), and a fresh segment-anything ``ImageEncoderViT(img_size=size)``
+    with its neck."""
+    import copy
+    from segment_anything.modeling import ImageEncoderViT
+    from ebseg_lite.modeling.clip_dense import clip_grid, resize_pos_embed
+    cfg = predictor.cfg
+    visual = copy.deepcopy(predictor.model.clip.visual).eval()
+    patch = visual.conv1.kernel_size[0]
+    clip_size = int(round(size * cfg.clip.input_scale / patch)) * patch
+    grid = (clip_size // patch, clip_size // patch)
+    with torch.no_grad():
+        visual.positional_embedding = torch.nn.Parameter(resize_pos_embed(visual.positional_embedding,
+                                                                          clip_grid(visual), grid))
+    visual.grid_size = grid
+    s = cfg.sam
+    sam = ImageEncoderViT(img_size=size, patch_size=s.patch_size, embed_dim=s.embed_dim, depth=s.depth,
+                          num_heads=s.num_heads, mlp_ratio=4.0, out_chans=256, qkv_bias=True,
+                          norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_abs_pos=True, use_rel_pos=True,
+                          window_size=s.window_size, global_attn_indexes=tuple(s.global_attn_indexes)).eval()
+    return visual, sam, clip_size
+
+
+@torch.no_grad()
+def encode_vs_library(predictor, size: int = 640, repeat: int = 3) -> Dict[str, object]:
+    """Interleaved runs: library CLIP, library SAM, our forward_features; one warm-up round."""
+    model = predictor.model.eval()
+    visual, sam, clip_size = library_encoders(predictor, size)
+    img = torch.randint(0, 256, (1, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    c_in, s_in = torch.randn(1, 3, clip_size, clip_size), torch.randn(1, 3, size, size)
+    rows = []
+    for r in range(repeat + 1):
+        row = {}
+        for name, fn in (("lib_clip", lambda: visual(c_in)), ("lib_sam", lambda: sam(s_in))):
+            w, c = time.perf_counter(), time.process_time()
+            fn()
+            row[name], row[name + "_cpu"] = time.perf_counter() - w, time.process_time() - c
+        with stage_timer(model) as st:
+            w, c = time.perf_counter(), time.process_time()
+            model.forward_features(img, inference=True)
+            row["encode"], row["encode_cpu"] = time.perf_counter() - w, time.process_time() - c
+        row.update({f"stage_{k}": v for k, v in st.items()})
+        row["ratio"] = row["encode"] / (row["lib_clip"] + row["lib_sam"])
+        row["ratio_cpu"] = row["encode_cpu"] / (row["lib_clip_cpu"] + row["lib_sam_cpu"])
+        if r > 0:
+            rows.append(row)
+    return {k: _spread([row[k] for row in rows]) for k in rows[0]} | {"runs": rows, "peak_rss_gb": _rss_gb()}
+
+
+@torch.no_grad()
+def classify_suite(predictor, size: int = 640, num_classes: int = 150, repeat: int = 5) -> Dict[str, object]:
+    img = torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    enc = predictor.encode(img, keep_intermediates=False)
+    names = [f"class {i}" for i in range(num_classes)]
+    w = time.perf_counter()
+    predictor.classify(enc, names).labels
+    new = time.perf_counter() - w
+    full, low = [], []
+    for r in range(repeat):
+        ws = (0.3 + 0.01 * r, 0.6, 0.1)                    # a slider move: new weights, cached text
+        w = time.perf_counter(); predictor.classify(enc, names, w_seen=ws).labels; full.append(time.perf_counter() - w)
+        w = time.perf_counter(); predictor.classify(enc, names, w_seen=ws).mask_labels; low.append(time.perf_counter() - w)
+    return {"classify_new_vocabulary_labels": new, "classify_cached_full_labels": _spread(full),
+            "classify_cached_mask_labels": _spread(low), "num_classes": num_classes, "peak_rss_gb": _rss_gb()}
+
+
+_WARM = """
+import os, sys, time, warnings, json, torch
+torch.set_num_threads({threads})
+warnings.simplefilter("ignore")
+from ebseg_lite import build_model
+from ebseg_lite.data.vocabularies import load_class_names
+p = build_model({preset!r})
+names = load_class_names({vocab!r})
+t = time.perf_counter(); p.text_embeddings(names); dt = time.perf_counter() - t
+print(json.dumps({{"seconds": dt, "hits": p._disk_cache.hits, "misses": p._disk_cache.misses}}))
+"""
+
+
+def text_suite(preset: str, predictor, vocabularies=("ade20k_150", "ade20k_847")) -> Dict[str, object]:
+    """Cold: an empty disk cache in this process. Warm: a new process reading that cache."""
+    res = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        old = os.environ.get("EBSEG_CACHE_DIR")
+        os.environ["EBSEG_CACHE_DIR"] = tmp
+        try:
+            for vocab in vocabularies:
+                names = load_class_names(vocab)
+                predictor.clear_text_cache()
+                w = time.perf_counter(); predictor.text_embeddings(names); cold = time.perf_counter() - w
+                code = _WARM.format(threads=torch.get_num_threads(), preset=preset, vocab=vocab)
+                out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+                warm = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"error": out.stderr[-500:]}
+                res[vocab] = {"names": len(names), "cold_seconds": cold, "warm_new_process": warm}
+        finally:
+            os.environ.pop("EBSEG_CACHE_DIR") if old is None else os.environ.__setitem__("EBSEG_CACHE_DIR", old)
+    res["peak_rss_gb"] = _rss_gb()
+    return res
+
+
+def _timed(cmd: List[str]) -> Dict[str, object]:
+    w = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    return {"command": " ".join(cmd), "seconds": time.perf_counter() - w, "returncode": out.returncode}
+
+
+def run_suite(preset: str = "vit_b", size: int = 640, repeat: int = 3, out=None, *, text: bool = True,
+              with_toy: bool = False, with_tests: bool = False) -> Dict[str, object]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        predictor = build_model(preset)
+    res = {"preset": preset, "size": size, "threads": torch.get_num_threads(), "repeat": repeat,
+           "encode": encode_vs_library(predictor, size, repeat), "classify": classify_suite(predictor, size)}
+    if text:
+        res["text"] = text_suite(preset, predictor)
+    if with_toy:
+        res["toy_demo"] = _timed([sys.executable, "-m", "ebseg_lite.cli", "toyworld", "demo"])
+    if with_tests:
+        res["test_suite"] = _timed([sys.executable, "-m", "pytest", "-q", "tests"])
+    if out:
+        with open(out, "w") as f:
+            json.dump(res, f, indent=1)
+    return res
+
+
+def table(res: Dict[str, object]) -> str:
+    """The suite as printed rows: figure, median, min, max."""
+    lines = [f"{'figure':44s} {'median':>9s} {'min':>9s} {'max':>9s}"]
+
+    def add(name, v):
+        if isinstance(v, dict) and "median" in v:
+            lines.append(f"{name:44s} {v['median']:9.3f} {v['min']:9.3f} {v['max']:9.3f}")
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            lines.append(f"{name:44s} {v:9.3f}")
+
+    for k, v in res["encode"].items():
+        add(f"encode.{k}", v)
+    for k, v in res["classify"].items():
+        add(f"classify.{k}", v)
+    for vocab, v in res.get("text", {}).items():
+        if isinstance(v, dict):
+            add(f"text.{vocab}.cold_seconds", v["cold_seconds"])
+            add(f"text.{vocab}.warm_new_process_seconds", v["warm_new_process"].get("seconds", float("nan")))
+    for k in ("toy_demo", "test_suite"):
+        if k in res:
+            add(f"{k}.seconds", res[k]["seconds"])
+    return "\n".join(lines)
