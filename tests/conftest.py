@@ -1,5 +1,4 @@
 import os
-import warnings
 
 import pytest
 import torch
@@ -20,10 +19,3 @@ def tiny_model():
 def rgb_image():
     g = torch.Generator().manual_seed(0)
     return torch.randint(0, 256, (3, 128, 160), dtype=torch.uint8, generator=g)
-
-
-def quiet_build(*args, **kw):
-    import ebseg_lite
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return ebseg_lite.build_model(*args, **kw)

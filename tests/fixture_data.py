@@ -1,6 +1,17 @@
-"""Small image / label files that tests write on the fly (shared by tests/data and tests/train)."""
+"""Helpers shared by test folders: small image / label files written on the fly, and a quiet model
+builder. (Importing from ``conftest`` is ambiguous: tests/browser has a conftest of its own.)"""
+import warnings
+
 import numpy as np
 from PIL import Image
+
+
+def quiet_build(*args, **kw):
+    """``ebseg_lite.build_model`` without its random-weights warning."""
+    import ebseg_lite
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ebseg_lite.build_model(*args, **kw)
 
 
 def write_image(path, h, w, seed=0, fmt=None):

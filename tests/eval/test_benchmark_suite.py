@@ -5,7 +5,7 @@ import json
 import torch
 from segment_anything.modeling import ImageEncoderViT
 
-from conftest import quiet_build
+from fixture_data import quiet_build
 from ebseg_lite.eval import benchmark_suite as bs
 
 

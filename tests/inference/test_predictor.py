@@ -11,7 +11,7 @@ from ebseg_lite import check_shape
 from ebseg_lite.modeling import clip_dense, mask_attention, sam_features
 from ebseg_lite.inference.outputs import label_map
 from ebseg_lite.modeling.transformer_decoder import PredictionHead
-from conftest import quiet_build
+from fixture_data import quiet_build
 
 NAMES = ["cat", "sofa", "road, route", "purple thing"]
 

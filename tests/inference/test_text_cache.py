@@ -8,7 +8,7 @@ import shutil
 import torch
 import torch.nn.functional as F
 
-from conftest import quiet_build
+from fixture_data import quiet_build
 from ebseg_lite.inference import text_cache
 from ebseg_lite.inference.text_cache import DiskTextCache
 from ebseg_lite.modeling import text as text_mod
