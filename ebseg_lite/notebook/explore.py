@@ -50,7 +50,7 @@ def parse_vocabulary(text: Union[str, Sequence[str]]) -> List[str]:
         names = parse_class_list(text)
     if not names:
         raise ValueError("the vocabulary is empty: type class names, one per line or separated by commas "
-                         "(e.g. 'red circle, grass'), semicolons between classes with synonyms")
+                         "(e.g. 'red solid, grass'), semicolons between classes with synonyms")
     return validate_class_names(names)
 
 

@@ -3,7 +3,7 @@
 The SSC loss (paper eq. 4-7) asks the (K, K) cosine matrix of the image embeddings of different classes
 to look like the cosine matrix of their text embeddings. Side by side and in the same class order, with
 the order found by clustering the *text* affinities, both matrices show blocks of related classes
-("red circle" near "red ring", the textures together) and the difference shows where the image
+("red solid" near "red striped", the stuff textures together) and the difference shows where the image
 embeddings disagree with the text. ``affinity_clustermap`` is seaborn's own clustermap with
 dendrograms; ``plot_affinity_pair`` keeps the three panels in one figure for comparison.
 

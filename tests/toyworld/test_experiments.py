@@ -104,7 +104,7 @@ def test_per_class_figure_shows_percent():
     import numpy as np
     data = np.ma.filled(fig.axes[0].images[0].get_array().astype(float), np.nan)  # (modes, K), seen classes first
     assert np.nanmax(data) == len(w.class_names) - 1  # percent as given, not scaled again
-    assert np.isnan(data[0, 0])                          # "red circle" (seen, first) for A: no ground truth
+    assert np.isnan(data[0, 0])                          # "red solid" (seen, first) for A: no ground truth
     assert fig.axes[0].get_title() == "per-class IoU % (* = new class)"
 
 
