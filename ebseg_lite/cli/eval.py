@@ -4,6 +4,7 @@
     torchrun --nproc_per_node 2 -m ebseg_lite.cli eval --dataset ade20k_150 --preset vit_b
     ebseg-lite eval --dataset folder:my_data_test --preset toy --checkpoint runs/mine/model.safetensors
     ebseg-lite eval --dataset ade20k_150 --preset vit_b --method sclip    # a seed baseline (ebseg_lite.baselines)
+    ebseg-lite eval --dataset voc_20 --preset vit_b --method pnp-ovss --class-source clip
 """
 from __future__ import annotations
 
@@ -37,6 +38,26 @@ def _mask_generator(args, device):
     return sam_mask_generator(path, device=device)
 
 
+def _pnp_ovss(args, predictor):
+    """``--method pnp-ovss``: the segmenter and the CLIP scorer for ``--class-source clip``.
+
+    Toy presets use the shipped toy BLIP and toy CLIP; otherwise BLIP ITM large (``--blip``: a local
+    folder or the hub name, offline: a message saying what to download) and the model's own CLIP."""
+    from ebseg_lite.baselines.pnp_ovss.blip import REAL_BLIP, load_blip_itm
+    from ebseg_lite.baselines.pnp_ovss.classes import ClipScorer
+    from ebseg_lite.baselines.pnp_ovss.pipeline import PnPConfig, PnPOVSS
+    from ebseg_lite.modeling.text import get_templates
+    if args.preset.startswith("toy"):
+        from ebseg_lite.toyworld.toy_pnp import toy_clip_scorer, toy_pnp_ovss
+        return toy_pnp_ovss(args.blip), toy_clip_scorer()
+    model, tok = load_blip_itm(args.blip or REAL_BLIP, device=str(predictor.device))
+    clip = predictor.model.clip
+    scorer = ClipScorer(clip, predictor.model.tokenizer, get_templates(predictor.cfg.templates),
+                        clip.visual.image_size[0])
+    # the benchmark vocabularies here carry no background class, so no pixel is left to one
+    return PnPOVSS(model, tok, PnPConfig(background="never")), scorer
+
+
 def cmd_eval(args) -> int:
     info = init_distributed(args.device)
     device = info.device
@@ -44,6 +65,20 @@ def cmd_eval(args) -> int:
         ckpt = None if args.checkpoint in (None, "none") else args.checkpoint
         preset, clip, sam = encoder_sources(args.preset)  # a training preset name stands for its model
         model = get_model(preset, ckpt, device=device, clip_pretrained=clip, sam_checkpoint=sam)
+        if args.method == "pnp-ovss":
+            from ebseg_lite.baselines.pnp_ovss.evaluate import evaluate_pnp
+            segmenter, scorer = _pnp_ovss(args, model)
+            ds = open_dataset(args.dataset, args.data_root, on_error="skip" if args.skip_bad else args.on_error)
+            seen = model.resolve_seen(list(ds.class_names)).numpy()
+            res = evaluate_pnp(segmenter, ds, source=args.class_source, scorer=scorer, seen=seen, limit=args.limit)
+            res["method"] = args.method
+            if info.rank == 0:
+                print(f"PnP-OVSS, image-level classes from: {args.class_source}")
+                print(format_table(res, ds.class_names, max_rows=args.rows))
+                if args.out:
+                    atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(res, indent=1, default=float)))
+                    print(f"wrote {args.out}")
+            return 0
         if args.method != "ebseg":
             if args.sliding:
                 raise ValueError("--sliding is EBSeg-lite's option; the dense-CLIP methods slide by their own protocol")
@@ -83,8 +118,12 @@ def add_parser(sub):
                    help="sliding-window inference (an option; the official protocol is whole-image)")
     e.add_argument("--window", type=int, default=None, help="sliding window side (default: the test short side)")
     e.add_argument("--stride", type=int, default=None, help="sliding stride (default: 2/3 of the window)")
-    e.add_argument("--method", default="ebseg", choices=METHODS,
+    e.add_argument("--method", default="ebseg", choices=list(METHODS) + ["pnp-ovss"],
                    help="EBSeg-lite or a seed baseline on the same CLIP, vocabulary and evaluator")
+    e.add_argument("--class-source", default="gt", choices=["gt", "clip"],
+                   help="--method pnp-ovss: each image's class list from the ground truth or CLIP zero-shot")
+    e.add_argument("--blip", default=None, help="--method pnp-ovss: BLIP ITM weights (a folder or hub name; "
+                   "default Salesforce/blip-itm-large-flickr, toy presets: the shipped toy BLIP)")
     e.add_argument("--sam-checkpoint", default=None, help="full SAM weights for --method simseg-sam "
                    "(else $EBSEG_SAM_CHECKPOINT; toy presets: the toy SAM)")
     e.add_argument("--out", default=None, help="write the results as JSON")
