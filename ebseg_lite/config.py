@@ -46,6 +46,9 @@ class SamConfig:
     scales: Tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)   # res2..res5 = strides 4, 8, 16, 32
     mean: Tuple[float, float, float] = (123.675, 116.28, 103.53)
     std: Tuple[float, float, float] = (58.395, 57.12, 57.375)
+    #: False: the paper's "w/o SAM" ablation (table 7). SAM does not run; res2..res5 are zeros of
+    #: its shapes, so eq. 1 leaves only the CLIP terms (res3..res5) and res2 carries nothing.
+    enabled: bool = True
 
 
 @dataclass

@@ -94,8 +94,12 @@ class EBSeg(nn.Module):
         clip_in, sam_in = self.preprocess(images)
         dense = clip_dense.dense_clip_features(self.clip.visual, clip_in, feature_blocks=tuple(cfg.clip.feature_blocks),
                                                surgery=inference, surgery_start=cfg.clip.surgery_start)
-        sam = sam_features.sam_multiscale_features(self.sam, sam_in, global_attn_indexes=cfg.sam.global_attn_indexes,
-                                                   scales=cfg.sam.scales)
+        if cfg.sam.enabled:
+            sam = sam_features.sam_multiscale_features(self.sam, sam_in, global_attn_indexes=cfg.sam.global_attn_indexes,
+                                                       scales=cfg.sam.scales)
+        else:  # the "w/o SAM" ablation: only CLIP's terms of eq. 1 reach the pixel decoder
+            sam = sam_features.zero_features(sam_in, embed_dim=cfg.sam.embed_dim, patch_size=cfg.sam.patch_size,
+                                             scales=cfg.sam.scales)
         return {"dense": dense, "sam": sam, "padded_size": tuple(sam_in.shape[-2:])}
 
     def forward_features(self, images: Optional[torch.Tensor] = None, *, inference: bool = True,

@@ -110,3 +110,14 @@ def sam_multiscale_features(encoder: ImageEncoderViT, image: torch.Tensor, *,
         o = o.permute(0, 3, 1, 2)  # (B, E, gh, gw)
         feats[name] = o if s == 1 else F.interpolate(o, scale_factor=s, mode="bilinear", align_corners=False)
     return feats
+
+
+def zero_features(image: torch.Tensor, *, embed_dim: int, patch_size: int,
+                  scales=(4.0, 2.0, 1.0, 0.5)) -> Dict[str, torch.Tensor]:
+    """What :func:`sam_multiscale_features` returns, shapes only, filled with zeros: the "no SAM"
+    ablation (paper table 7). image: (B, 3, H, W) -> {"res2".."res5": (B, E, h_l, w_l)} zeros."""
+    b = image.shape[0]
+    gh, gw = image.shape[-2] // patch_size, image.shape[-1] // patch_size
+    grid = image.new_zeros(b, embed_dim, gh, gw)
+    return {name: grid if s == 1 else image.new_zeros(b, embed_dim, int(gh * s), int(gw * s))
+            for name, s in zip(RES_NAMES, scales)}

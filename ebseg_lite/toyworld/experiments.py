@@ -48,7 +48,7 @@ class ToyRun:
     batch_size: int = 8
     lr: float = 1e-3
     train_scenes: int = 1000
-    test_scenes: int = 100
+    test_scenes: int = 300
     size: int = 128
 
 
@@ -58,22 +58,43 @@ def cache_dir() -> Path:
 
 
 def train_toy_model(*, ssc: bool = True, seed: int = 0, run: Optional[ToyRun] = None, out_dir=None,
-                    progress: bool = True, callbacks=None):
+                    progress: bool = True, callbacks=None, overrides: Optional[dict] = None):
     """Train EBSeg-lite (``toy`` preset, frozen toy CLIP/SAM, cached features) on seen-class scenes.
 
+    Args:
+        overrides: further :class:`~ebseg_lite.train.config.TrainConfig` fields (an ablation's
+            variant, e.g. ``{"ssc_on": "B"}`` or ``{"model_overrides": {"sam": {"enabled": False}}}``).
     Returns the trained model's predictor (eval mode) and the trainer's logged rows.
     """
     run = run or ToyRun()
     out_dir = Path(out_dir or cache_dir() / run_name(ssc, seed, run))
-    cfg = dataclasses.replace(get_train_preset("toy"), max_iters=run.steps, batch_size=run.batch_size, lr=run.lr,
-                              ssc_weight=10.0 if ssc else 0.0, seed=seed, out_dir=str(out_dir), crop_size=run.size,
-                              ckpt_every=max(run.steps, 1), log_every=max(1, run.steps // 50))
+    cfg = toy_train_config(ssc=ssc, seed=seed, run=run, out_dir=out_dir, overrides=overrides)
     world = ToyWorld()
     data = SeenVocabulary(world.dataset(run.train_scenes, seed=1000 + seed, split="train", size=run.size), world)
     trainer = Trainer(cfg, dataset=data, progress=progress, callbacks=callbacks)
     history = trainer.fit()
     trainer.model.eval()
     return trainer.predictor, history
+
+
+def toy_train_config(*, ssc: bool, seed: int, run: ToyRun, out_dir, overrides: Optional[dict] = None):
+    """The training config of one toy run: the ``toy`` preset at ``run``'s sizes, SSC on (lambda 10) or off."""
+    return dataclasses.replace(get_train_preset("toy"), max_iters=run.steps, batch_size=run.batch_size, lr=run.lr,
+                               ssc_weight=10.0 if ssc else 0.0, seed=seed, out_dir=str(out_dir), crop_size=run.size,
+                               ckpt_every=max(run.steps, 1), log_every=max(1, run.steps // 50), **(overrides or {}))
+
+
+def finished_run(out_dir, cfg) -> bool:
+    """True when ``out_dir`` holds a finished training of exactly ``cfg`` (its ``config.json`` and
+    ``model.safetensors``), so a report can be rebuilt without retraining; anything else retrains."""
+    out_dir = Path(out_dir)
+    try:
+        saved = json.loads((out_dir / "config.json").read_text())["train"]
+    except (OSError, ValueError, KeyError):
+        return False
+    want = json.loads(cfg.to_json())
+    same = all(saved.get(k) == v for k, v in want.items() if k != "out_dir")
+    return same and (out_dir / "model.safetensors").is_file()
 
 
 def run_name(ssc: bool, seed: int, run: ToyRun) -> str:
@@ -112,7 +133,7 @@ def evaluate_toy_modes(predictor, dataset, *, modes: Optional[Dict[str, dict]] =
 def _train_job(job) -> List[dict]:
     """One training in a worker process (one thread): returns the logged rows. The worker stops by
     itself if the process that started it dies (it would otherwise train on, orphaned)."""
-    ssc, seed, run_fields, out_dir = job
+    ssc, seed, run_fields, out_dir, overrides = job
     torch.set_num_threads(1)
     parent = os.getppid()
 
@@ -121,30 +142,40 @@ def _train_job(job) -> List[dict]:
             os._exit(1)
 
     return train_toy_model(ssc=ssc, seed=seed, run=ToyRun(**run_fields), out_dir=out_dir, progress=False,
-                           callbacks=[stop_if_orphaned])[1]
+                           callbacks=[stop_if_orphaned], overrides=overrides)[1]
 
 
 def train_jobs(jobs: Sequence[tuple], run: ToyRun, runs_dir: Path, *, workers: Optional[int] = None,
-               progress: bool = True) -> Dict[tuple, List[dict]]:
-    """Train every (ssc, seed) of ``jobs`` into ``runs_dir/{ssc|no_ssc}_seed{seed}``; one progress bar."""
-    workers = workers or min(len(jobs), os.cpu_count() or 1)
-    dirs = {job: Path(runs_dir) / f"{'ssc' if job[0] else 'no_ssc'}_seed{job[1]}" for job in jobs}
-    if workers <= 1:
-        return {job: train_toy_model(ssc=job[0], seed=job[1], run=run, out_dir=dirs[job], progress=progress)[1]
-                for job in jobs}
-    bar = tqdm(total=run.steps * len(jobs), desc=f"train {len(jobs)} models ({workers} processes)",
+               progress: bool = True, dirs: Optional[Dict[tuple, Path]] = None,
+               overrides: Optional[Dict[tuple, dict]] = None) -> Dict[tuple, List[dict]]:
+    """Train every job of ``jobs`` (``(ssc, seed)`` or ``(ssc, seed, variant)``) into ``runs_dir/{ssc|no_ssc}_seed{seed}``
+    (or ``dirs[job]``), with ``overrides[job]`` for an ablation variant; a finished run (its
+    ``model.safetensors`` there) is kept, not retrained. One progress bar."""
+    dirs = dirs or {job: Path(runs_dir) / f"{'ssc' if job[0] else 'no_ssc'}_seed{job[1]}" for job in jobs}
+    overrides = overrides or {}
+    done = {job: read_jsonl(dirs[job] / "log.jsonl") for job in jobs
+            if finished_run(dirs[job], toy_train_config(ssc=job[0], seed=job[1], run=run, out_dir=dirs[job],
+                                                        overrides=overrides.get(job)))}
+    todo = [job for job in jobs if job not in done]
+    workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
+    if workers <= 1 or len(todo) <= 1:
+        done.update({job: train_toy_model(ssc=job[0], seed=job[1], run=run, out_dir=dirs[job], progress=progress,
+                                          overrides=overrides.get(job))[1] for job in todo})
+        return {job: done[job] for job in jobs}
+    bar = tqdm(total=run.steps * len(todo), desc=f"train {len(todo)} models ({workers} processes)",
                disable=not progress)
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {job: pool.submit(_train_job, (job[0], job[1], dataclasses.asdict(run), str(dirs[job])))
-                   for job in jobs}
+        futures = {job: pool.submit(_train_job, (job[0], job[1], dataclasses.asdict(run), str(dirs[job]),
+                                                 overrides.get(job)))
+                   for job in todo}
         while not all(f.done() for f in futures.values()):
             time.sleep(1.0)
-            done = sum((read_jsonl(d / "log.jsonl") or [{"step": 0}])[-1]["step"] for d in dirs.values())
-            bar.update(done - bar.n)
-        out = {job: f.result() for job, f in futures.items()}
+            steps = sum((read_jsonl(dirs[job] / "log.jsonl") or [{"step": 0}])[-1]["step"] for job in todo)
+            bar.update(steps - bar.n)
+        done.update({job: f.result() for job, f in futures.items()})
     bar.update(bar.total - bar.n)
     bar.close()
-    return out
+    return {job: done[job] for job in jobs}
 
 
 def chance_miou(dataset, *, seed: int = 0) -> Dict[str, float]:

@@ -54,6 +54,9 @@ class TrainConfig:
     ssc_weight: float = 10.0                 # lambda; 0 turns SSC off
     ssc_form: str = "official"               # "official" (MSE on s^2-scaled A) | "paper" (abs. diff. of cosines)
     ssc_empty: str = "official"              # image without matched segments: "official" (batch SSC -> 0) | "skip"
+    ssc_on: str = "A"                        # embeddings under SSC (paper table 5): "A" (official) | "B" | "both"
+    ssc_layers: int = 1                      # decoder outputs under SSC, counted from the last: 1 (official), 3; 0 = all
+    train_sam: bool = False                  # paper table 7 "SAM trained": SAM's encoder weights train too
     # ---- bookkeeping
     seed: int = 0
     out_dir: str = "runs/ebseg"
@@ -91,6 +94,12 @@ class TrainConfig:
             raise ValueError(f"ssc_form must be 'official' or 'paper', got {self.ssc_form!r}")
         if self.ssc_empty not in ("official", "skip"):
             raise ValueError(f"ssc_empty must be 'official' or 'skip', got {self.ssc_empty!r}")
+        if self.ssc_on not in ("A", "B", "both"):
+            raise ValueError(f"ssc_on must be 'A', 'B' or 'both', got {self.ssc_on!r}")
+        if self.ssc_layers < 0:
+            raise ValueError(f"ssc_layers counts decoder outputs from the last (0 = all), got {self.ssc_layers}")
+        if self.train_sam and self.cache_features:
+            raise ValueError("train_sam trains SAM's encoder, so its features cannot be cached: set cache_features=False")
         if self.weight_decay_rule not in ("official", "all_norms"):
             raise ValueError(f"weight_decay_rule must be 'official' or 'all_norms', got {self.weight_decay_rule!r}")
         for name in ("max_iters", "batch_size", "grad_accum", "log_every", "ckpt_every"):

@@ -103,17 +103,45 @@ def ssc_term(A_last: torch.Tensor, targets, indices, text: torch.Tensor, *, form
     return total
 
 
+def ssc_inputs(out: Dict, indices, *, on: str = "A", layers: int = 1) -> List[Tuple[torch.Tensor, list]]:
+    """The (embeddings, matching) pairs that SSC applies to (paper table 5).
+
+    Args:
+        out: ``model.forward_features(..., inference=False)``.
+        indices: the criterion's matching per decoder output (last = final).
+        on: "A" (official: the fully supervised embeddings), "B" (the CLIP mask-attention ones) or "both".
+        layers: how many decoder outputs, counted from the last (1 = official); 0 = all of them.
+    Returns:
+        a list of ((B, N, C) embeddings, their output's matching).
+    """
+    if on not in ("A", "B", "both"):
+        raise ValueError(f"on must be 'A', 'B' or 'both', got {on!r}")
+    n = len(indices) if layers == 0 else min(layers, len(indices))
+    chosen = range(len(indices) - n, len(indices))
+    pairs = []
+    if on in ("A", "both"):
+        pairs += [(out["decoder"].A[i], indices[i]) for i in chosen]
+    if on in ("B", "both"):
+        pairs += [(out["B_per_layer"][i], indices[i]) for i in chosen]
+    return pairs
+
+
 def compute_losses(model, out: Dict, targets, text: torch.Tensor, criterion: EBSegCriterion, *,
                    ssc_weight: float = 10.0, ssc_form: str = "official", ssc_empty: str = "official",
+                   ssc_on: str = "A", ssc_layers: int = 1,
                    generators: Optional[List[torch.Generator]] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
-    """Total loss and a flat dict of every term (floats, for logging)."""
+    """Total loss and a flat dict of every term (floats, for logging).
+
+    SSC (weight ``ssc_weight``) is summed over the pairs of :func:`ssc_inputs` (each output's term
+    weighted fully, as deep supervision weights each output's mask losses); official: A, last output.
+    """
     outputs = training_outputs(model, out, text)
     crit = criterion(outputs, targets, generator=generators)
     total = crit.total
     logs = {k: float(v.detach()) for k, v in crit.losses.items()}
     if ssc_weight > 0:
-        ssc = ssc_term(out["decoder"].A[-1].float(), targets, crit.indices[-1], text, form=ssc_form,
-                       empty=ssc_empty)
+        ssc = sum(ssc_term(emb.float(), targets, idx, text, form=ssc_form, empty=ssc_empty)
+                  for emb, idx in ssc_inputs(out, crit.indices, on=ssc_on, layers=ssc_layers))
         total = total + ssc_weight * ssc
         logs["loss_ssc"] = float(ssc.detach())
     logs["loss_total"] = float(total.detach())

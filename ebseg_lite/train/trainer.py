@@ -92,6 +92,9 @@ class Trainer:
         if not cfg.train_pos_embed:
             for p in (self.model.clip.visual.positional_embedding, self.model.sam.pos_embed):
                 p.requires_grad_(False)
+        if cfg.train_sam:  # table 7's "SAM trained": the whole SAM encoder trains (its pos_embed as configured)
+            for n, p in self.model.sam.named_parameters():
+                p.requires_grad_(n != "pos_embed" or cfg.train_pos_embed)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(self.model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas,
                                          rule=cfg.weight_decay_rule)
@@ -146,7 +149,8 @@ class Trainer:
                 frozen = self.cache.batch(self.model, batch["index"], images) if self.cache is not None else None
                 out = self.ddp(images, frozen)
             loss, logs = compute_losses(self.model, out, targets, self.text, self.criterion, ssc_weight=cfg.ssc_weight,
-                                        ssc_form=cfg.ssc_form, ssc_empty=cfg.ssc_empty, generators=gens)
+                                        ssc_form=cfg.ssc_form, ssc_empty=cfg.ssc_empty, ssc_on=cfg.ssc_on,
+                                        ssc_layers=cfg.ssc_layers, generators=gens)
             self.scaler.scale(loss / cfg.grad_accum).backward()
         return logs
 

@@ -1,0 +1,107 @@
+"""`toyworld ablate`: the toy versions of the paper's tables 2-7, and the ground-truth-mask probe."""
+import json
+
+import pytest
+import torch
+
+from ebseg_lite.toyworld import ablation, experiments
+from ebseg_lite.toyworld.ablation import TABLES, VARIANTS, harmonic, parse_tables, run_ablation
+from ebseg_lite.toyworld.modes import MODES
+from ebseg_lite.toyworld.probe import gt_attention_bias, masked_region_images
+
+SMALL = experiments.ToyRun(steps=2, batch_size=2, train_scenes=4, test_scenes=2)
+
+
+def test_tables_name_known_variants_and_modes():
+    assert sorted(TABLES) == [2, 3, 4, 5, 6, 7]
+    for n, (_, rows, paper) in TABLES.items():
+        assert rows and all(v in VARIANTS and m in MODES for _, v, m in rows), n
+        assert set(paper) <= {label for label, _, _ in rows}, n       # the paper's figure sits on a row
+    assert VARIANTS["ssc"] == (True, {}) and VARIANTS["no_ssc"] == (False, {})  # the demo's own models
+
+
+def test_parse_tables():
+    assert parse_tables("all") == [2, 3, 4, 5, 6, 7]
+    assert parse_tables("5,2,5") == [2, 5]
+    for bad in ("8", "x", "", "1"):
+        with pytest.raises(ValueError, match="--table"):
+            parse_tables(bad)
+
+
+def test_harmonic_mean_by_hand():
+    assert harmonic(60.0, 40.0) == pytest.approx(48.0)
+    assert harmonic(0.0, 40.0) == 0.0
+
+
+def test_gt_attention_bias_and_region_images_by_hand():
+    masks = torch.zeros(2, 8, 8)
+    masks[0, :4, :4] = 1          # token (0, 0) of a 2 x 2 grid, wholly inside
+    masks[1, :2, :] = 1           # half of tokens (0, 0) and (0, 1)
+    bias = gt_attention_bias(masks, (2, 2), heads=3)
+    assert bias.shape == (1, 3, 2, 2, 2)
+    assert torch.allclose(bias[0, 1, 0], torch.tensor([[0.0, -9.2103], [-9.2103, -9.2103]]), atol=1e-3)
+    assert torch.allclose(bias[0, 2, 1], torch.log(torch.tensor([[0.5, 0.5], [1e-4, 1e-4]])))
+    image = torch.arange(3 * 8 * 8, dtype=torch.float32).reshape(3, 8, 8)
+    mean = torch.tensor([1.0, 2.0, 3.0]).view(3, 1, 1)
+    r = masked_region_images(image, masks, mean)
+    assert torch.equal(r[0, :, :4, :4], image[:, :4, :4])
+    assert torch.equal(r[0, :, 5, 5], mean.flatten()) and torch.equal(r[1, :, 7, 0], mean.flatten())
+
+
+def test_ablation_rows_are_the_variants_measured_figures_and_runs_are_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("EBSEG_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "abl"
+    res = run_ablation(out, tables=(6, 7), seeds=(0, 1), run=SMALL, workers=1, progress=False)
+    saved = json.loads((out / "ablation.json").read_text())
+    assert saved["tables"].keys() == {"6", "7"} and saved["seeds"] == [0, 1]
+    assert set(saved["per_seed"]) == {"no_ssc", "ssc", "no_sam", "sam_trained"}
+    for n in ("6", "7"):
+        for row in saved["tables"][n]["rows"]:
+            vals = torch.tensor([s[row["mode"]]["mIoU_new"] for s in saved["per_seed"][row["variant"]]], dtype=torch.float64)
+            assert row["mIoU_new"]["mean"] == pytest.approx(float(vals.mean()))
+            assert row["mIoU_new"]["std"] == pytest.approx(float(vals.std()))
+            h = [harmonic(s[row["mode"]]["mIoU_seen"], s[row["mode"]]["mIoU_new"]) for s in saved["per_seed"][row["variant"]]]
+            assert row["hmean"]["mean"] == pytest.approx(sum(h) / 2)
+    text = (out / "table7.txt").read_text()
+    assert "SAM trained" in text and "no SAM" in text
+    # only the trained-SAM variant saves SAM's blocks; the no-SAM variant was built without SAM features
+    from safetensors.torch import load_file
+    keys = {v: load_file(str(out / "runs" / f"{v}_seed0" / "model.safetensors")).keys()
+            for v in ("no_ssc", "sam_trained", "no_sam")}
+    assert any(k.startswith("sam.blocks.") for k in keys["sam_trained"])
+    assert not any(k.startswith("sam.blocks.") for k in keys["no_ssc"] | keys["no_sam"])
+    cfg = json.loads((out / "runs" / "no_sam_seed0" / "config.json").read_text())
+    assert cfg["model"]["sam"]["enabled"] is False and cfg["train"]["ssc_weight"] == 0.0
+    # a second call keeps every finished run
+    monkeypatch.setattr(experiments, "train_toy_model", lambda **kw: (_ for _ in ()).throw(AssertionError("retrained")))
+    again = run_ablation(out, tables=(6,), seeds=(0, 1), run=SMALL, workers=1, progress=False)
+    assert again["tables"]["6"]["rows"] == res["tables"]["6"]["rows"]
+    # ... but not a run made with other settings
+    other = experiments.toy_train_config(ssc=True, seed=0, run=experiments.ToyRun(steps=3), out_dir=out)
+    assert not experiments.finished_run(out / "runs" / "ssc_seed0", other)
+    assert experiments.finished_run(out / "runs" / "ssc_seed0",
+                                    experiments.toy_train_config(ssc=True, seed=0, run=SMALL, out_dir=out))
+
+
+def test_ablate_command_rejects_an_unknown_table(capsys):
+    from ebseg_lite.cli.main import main
+    with pytest.raises(SystemExit, match="--table"):
+        main(["toyworld", "ablate", "--table", "9"])
+
+
+def test_oracle_probe_reports_every_way_for_all_and_new(monkeypatch):
+    from ebseg_lite.builder import build_model
+    from ebseg_lite.toyworld.probe import oracle_probe
+    r = oracle_probe(build_model("toy"), n_scenes=2, start_blocks=(3,))
+    ways = {k.rsplit(": ", 1)[0] for k in r}
+    assert ways == {"B, GT masks (head over blocks 10-12)", "B, GT masks (head over blocks 4-12)", "D, GT masks",
+                    "CLIP on the region alone (rest mean grey)", "A of the best-overlapping query",
+                    "B of the best-overlapping query", "D of the best-overlapping query"}
+    from ebseg_lite.toyworld import ToyWorld
+    w = ToyWorld()
+    data = w.dataset(2, seed=98, split="test", size=128)
+    labels = [int(c) for i in range(2) for c in data.scene(i).instance_labels]
+    n_all, n_new = len(labels), sum(not w.seen[c] for c in labels)
+    for k, v in r.items():  # accuracies over the GT instances: whole counts of them
+        n = n_new if k.endswith(": new") else n_all
+        assert abs(v * n / 100 - round(v * n / 100)) < 1e-6, (k, v)
