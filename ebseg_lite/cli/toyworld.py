@@ -105,6 +105,9 @@ def cmd_demo(args) -> int:
     seeds = tuple(range(args.seeds))
     metrics = run_demo(args.out, seeds=seeds, run=run, progress=not args.no_progress, workers=args.workers)
     print((Path(args.out) / "table.txt").read_text())
+    zs = metrics["toy_clip_zero_shot"]
+    print(f"toy CLIP zero-shot: things {zs['things']}%, stuff {zs['stuff']}%; toy SAM proposal recall "
+          f"{metrics['sam_proposal_recall']}% (measured at pretraining, stored in the weights files)")
     gaps = metrics.get("affinity_gap", {})
     for tag, g in gaps.items():
         print(f"affinity gap |A cosine - text cosine| ({tag}): seen {g['seen']:.3f}, new {g['new']:.3f}")

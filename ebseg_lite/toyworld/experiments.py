@@ -35,7 +35,7 @@ from ebseg_lite.eval.loop import evaluate_modes
 from ebseg_lite.eval.metrics import SemSegEvaluator
 from ebseg_lite.io.files import atomic_write
 from ebseg_lite.toyworld.modes import MODES
-from ebseg_lite.toyworld.presets import SeenVocabulary, toy_weights_dir
+from ebseg_lite.toyworld.presets import SeenVocabulary, encoder_figures, toy_weights_dir
 from ebseg_lite.toyworld.report import write_figures
 from ebseg_lite.toyworld.world import ToyWorld
 from ebseg_lite.train import Trainer, get_train_preset
@@ -256,7 +256,8 @@ def run_demo(out_dir="toyworld_report", *, seeds: Sequence[int] = (0,), run: Opt
     world = ToyWorld()
     metrics = {"seeds": list(seeds), "run": dataclasses.asdict(run), "modes": {m: {k: list(v) if isinstance(v, tuple)
                else v for k, v in kw.items()} for m, kw in MODES.items()}, "class_names": world.class_names,
-               "seen": world.seen, "per_seed": per, "stats": stats, "chance": chance, "seconds": None}
+               "seen": world.seen, "per_seed": per, "stats": stats, "chance": chance, **encoder_figures(),
+               "seconds": None}
     table = format_report(stats, seeds) + (f"\n\nchance (uniformly random labels): all {chance['mIoU']:.1f}, seen "
                                            f"{chance['mIoU_seen']:.1f}, new {chance['mIoU_new']:.1f}")
     if figures:

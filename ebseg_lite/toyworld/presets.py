@@ -91,6 +91,28 @@ def check_toy_weights(clip_path: Optional[str], sam_path: Optional[str]) -> None
                 "at a folder holding toy_clip.safetensors and toy_sam.safetensors.")
 
 
+def encoder_figures(folder: Optional[Path] = None) -> Dict[str, Any]:
+    """The toy encoders' own measurements, as their pretraining stored them in the files' metadata
+    (``summary``): the toy CLIP's zero-shot accuracy on held-out single-object scenes, % of things
+    and of stuff, and the toy SAM's automatic-mask recall (% of instances with a proposal of IoU >= 0.5).
+    A figure the file does not hold is None."""
+    import json
+    from ebseg_lite.io.checkpoints import checkpoint_metadata
+    folder = Path(folder or toy_weights_dir())
+    summary = {}
+    for name in ("toy_clip", "toy_sam"):
+        path = folder / f"{name}.safetensors"
+        try:
+            summary[name] = json.loads(checkpoint_metadata(path).get("summary", "{}"))
+        except (OSError, ValueError):
+            summary[name] = {}
+    pct = lambda d, k: None if d.get(k) is None else round(100 * float(d[k]), 1)
+    return {"toy_clip_zero_shot": {"things": pct(summary["toy_clip"], "thing_acc"),
+                                   "stuff": pct(summary["toy_clip"], "stuff_acc")},
+            "sam_proposal_recall": pct(summary["toy_sam"], "proposal_recall"),
+            "encoder_source": {n: str(folder / f"{n}.safetensors") for n in ("toy_clip", "toy_sam")}}
+
+
 def toy_tokenizer(clip_cfg: Dict[str, Any], weights: Optional[str]):
     """The compact toy tokenizer, rebuilt from the weights file's metadata when there is one."""
     if weights and os.path.isfile(weights):

@@ -83,6 +83,13 @@ def test_demo_writes_the_report(tmp_path, monkeypatch):
         for m in MODES:
             assert set(saved["stats"][tag][m]) == {"mIoU", "mIoU_seen", "mIoU_new"}
     assert set(saved["affinity_gap"]) == {"ssc", "no_ssc"}
+    from ebseg_lite.io.checkpoints import checkpoint_metadata
+    from ebseg_lite.toyworld.presets import toy_weights_dir
+    clip = json.loads(checkpoint_metadata(toy_weights_dir() / "toy_clip.safetensors")["summary"])
+    sam = json.loads(checkpoint_metadata(toy_weights_dir() / "toy_sam.safetensors")["summary"])
+    assert saved["toy_clip_zero_shot"] == {"things": round(100 * clip["thing_acc"], 1),
+                                           "stuff": round(100 * clip["stuff_acc"], 1)}
+    assert saved["sam_proposal_recall"] == round(100 * sam["proposal_recall"], 1)
     for name in ("predictions.png", "per_class_iou.png", "affinity.png", "table.txt"):
         assert (out / name).stat().st_size > 0, name
     table = (out / "table.txt").read_text()
