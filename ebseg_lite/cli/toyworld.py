@@ -23,7 +23,7 @@ def cmd_pretrain_clip(args) -> int:
     from ebseg_lite.toyworld.pretrain_clip import format_summary, pretrain_clip
     s = pretrain_clip(args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       pool_pairs=args.pool_pairs, eval_per_class=args.eval_per_class, max_minutes=args.max_minutes,
-                      warmup=args.warmup, init=args.init)
+                      warmup=args.warmup, init=args.init, patch_dropout=args.patch_dropout)
     print(json.dumps(s, indent=1))
     print(f"toy CLIP: {s['steps']} steps in {s['train_seconds']:.0f} s; zero-shot {format_summary(s)}; wrote {args.out}")
     return 0
@@ -50,6 +50,7 @@ def add_pretrain_clip(group):
     p.add_argument("--warmup", type=int, default=100, help="linear lr warm-up steps")
     p.add_argument("--init", default=None, help="continue from this toy CLIP file (a second stage)")
     p.add_argument("--pool-pairs", type=int, default=3000, help="pre-drawn photo + twin pairs sampled from (uint8)")
+    p.add_argument("--patch-dropout", type=float, default=0.0, help="share of patch tokens dropped per training image (FLIP)")
     p.add_argument("--eval-per-class", type=int, default=10, help="held-out single-object scenes per class")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and anneal the lr) by this wall time")
     p.set_defaults(func=cmd_pretrain_clip)

@@ -160,3 +160,20 @@ def test_shipped_size():
         assert (SHIPPED / f).stat().st_size < 15 * 2 ** 20
     total = sum(p.stat().st_size for p in SHIPPED.glob("*.safetensors"))  # + the two trained toy EBSeg decoders
     assert total < 20 * 2 ** 20
+
+
+def test_patch_dropout_only_acts_in_training_and_adds_no_weights():
+    from ebseg_lite.toyworld.pretrain_clip import build_toy_clip
+    torch.manual_seed(0)
+    plain = build_toy_clip()
+    dropped = build_toy_clip(patch_dropout=0.5)
+    assert plain.state_dict().keys() == dropped.state_dict().keys()
+    dropped.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    seen = []
+    hook = dropped.visual.transformer.register_forward_hook(lambda m, i, o: seen.append(o.shape[1]))
+    with torch.no_grad():
+        assert torch.allclose(plain.eval().encode_image(x), dropped.eval().encode_image(x), atol=1e-6)
+        dropped.train().encode_image(x)
+    hook.remove()
+    assert seen == [1 + 64, 1 + 32]   # eval: CLS + 8 x 8 tokens; training: half of the patch tokens dropped
