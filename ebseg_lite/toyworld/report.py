@@ -25,26 +25,20 @@ def colorize(labels, class_names) -> np.ndarray:
 
 
 def prediction_figure(model, dataset, world, *, n: int = 4, modes=FIGURE_MODES) -> Figure:
-    """Rows = test scenes; columns = image, ground truth, and the labels of each mode."""
+    """Rows = test scenes; columns = image, ground truth, and the labels of each mode (one encoding per
+    scene); one legend of the classes shown, "(new)" marking those never labelled."""
+    from ebseg_lite.viz.segmentation import show_segmentations
     names, seen = world.class_names, torch.tensor(world.seen)
-    cols = ["image", "ground truth"] + list(modes)
-    fig = Figure(figsize=(2.2 * len(cols), 2.3 * min(n, len(dataset)) + 0.8), layout="constrained")
-    n = min(n, len(dataset))
-    axes = fig.subplots(n, len(cols), squeeze=False)
-    for r in range(n):
+    images, rows = [], []
+    for r in range(min(n, len(dataset))):
         item = dataset[r]
         enc = model.encode(item["image"], keep_intermediates=False)
-        panels = [item["image"].permute(1, 2, 0).numpy(), colorize(item["label"], names)]
-        panels += [colorize(model.classify(enc, names, seen=seen, **MODES[m]).labels, names) for m in modes]
-        for c, (ax, img) in enumerate(zip(axes[r], panels)):
-            ax.imshow(img, interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
-            if r == 0:
-                ax.set_title(cols[c], fontsize=9)
-        present = [names[i] + ("" if world.seen[i] else " (new)") for i in torch.unique(item["label"]).tolist() if i < 255]
-        axes[r][0].set_ylabel("\n".join(present), fontsize=6)
-    fig.suptitle("Toy world test scenes: ground truth vs each way of classifying the masks (new = never labelled)")
-    return fig
+        row = {"ground truth": item["label"]}
+        row.update({m: model.classify(enc, names, seen=seen, **MODES[m]).labels for m in modes})
+        images.append(item["image"])
+        rows.append(row)
+    return show_segmentations(images, rows, names, seen=list(world.seen), size=2.2,
+                              suptitle="Toy world test scenes: ground truth vs each way of classifying the masks")
 
 
 def per_class_figure(iou: Dict[str, List[float]], world, modes=FIGURE_MODES) -> Figure:
