@@ -17,6 +17,7 @@ Evaluation is encode once per test image, classify once per mode (no encoder cal
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -73,6 +74,8 @@ def train_toy_model(*, ssc: bool = True, seed: int = 0, run: Optional[ToyRun] = 
     data = SeenVocabulary(world.dataset(run.train_scenes, seed=1000 + seed, split="train", size=run.size), world)
     trainer = Trainer(cfg, dataset=data, progress=progress, callbacks=callbacks)
     history = trainer.fit()
+    digest = json.dumps(encoder_digest())
+    atomic_write(out_dir / "encoders.json", lambda tmp: Path(tmp).write_text(digest))
     trainer.model.eval()
     return trainer.predictor, history
 
@@ -84,12 +87,26 @@ def toy_train_config(*, ssc: bool, seed: int, run: ToyRun, out_dir, overrides: O
                                ckpt_every=max(run.steps, 1), log_every=max(1, run.steps // 50), **(overrides or {}))
 
 
+def encoder_digest() -> Dict[str, str]:
+    """SHA-256 (first 16 hex digits) of the toy CLIP and SAM files in use: a trained toy decoder
+    belongs to exactly these encoders."""
+    d = toy_weights_dir()
+    out = {}
+    for name in ("toy_clip", "toy_sam"):
+        path = d / f"{name}.safetensors"
+        out[name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "missing"
+    return out
+
+
 def finished_run(out_dir, cfg) -> bool:
-    """True when ``out_dir`` holds a finished training of exactly ``cfg`` (its ``config.json`` and
-    ``model.safetensors``), so a report can be rebuilt without retraining; anything else retrains."""
+    """True when ``out_dir`` holds a finished training of exactly ``cfg`` on the toy encoders in use
+    (its ``config.json``, ``encoders.json`` and ``model.safetensors``), so a report can be rebuilt
+    without retraining; anything else retrains."""
     out_dir = Path(out_dir)
     try:
         saved = json.loads((out_dir / "config.json").read_text())["train"]
+        if json.loads((out_dir / "encoders.json").read_text()) != encoder_digest():
+            return False
     except (OSError, ValueError, KeyError):
         return False
     want = json.loads(cfg.to_json())
@@ -108,8 +125,8 @@ def toy_model(*, ssc: bool = True, seed: int = 0, run: Optional[ToyRun] = None, 
     shipped = toy_weights_dir() / f"{run_name(ssc, seed, run)}.safetensors"  # made by `toyworld demo --ship`
     folder = cache_dir() / run_name(ssc, seed, run)
     weights = shipped if shipped.is_file() else folder / "model.safetensors"
-    if not weights.is_file():
-        train_toy_model(ssc=ssc, seed=seed, run=run, out_dir=folder, progress=progress)
+    if not shipped.is_file() and not finished_run(folder, toy_train_config(ssc=ssc, seed=seed, run=run, out_dir=folder)):
+        train_toy_model(ssc=ssc, seed=seed, run=run, out_dir=folder, progress=progress)  # none, or for other encoders
     predictor = build_model("toy", checkpoint=str(weights))
     predictor.train_class_names = ToyWorld().seen_names
     return predictor

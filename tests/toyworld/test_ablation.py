@@ -79,8 +79,11 @@ def test_ablation_rows_are_the_variants_measured_figures_and_runs_are_reused(tmp
     # ... but not a run made with other settings
     other = experiments.toy_train_config(ssc=True, seed=0, run=experiments.ToyRun(steps=3), out_dir=out)
     assert not experiments.finished_run(out / "runs" / "ssc_seed0", other)
-    assert experiments.finished_run(out / "runs" / "ssc_seed0",
-                                    experiments.toy_train_config(ssc=True, seed=0, run=SMALL, out_dir=out))
+    same = experiments.toy_train_config(ssc=True, seed=0, run=SMALL, out_dir=out)
+    assert experiments.finished_run(out / "runs" / "ssc_seed0", same)
+    # ... nor one trained on other toy encoders (a re-pretrained CLIP keeps its file name)
+    monkeypatch.setattr(experiments, "encoder_digest", lambda: {"toy_clip": "0" * 16, "toy_sam": "1" * 16})
+    assert not experiments.finished_run(out / "runs" / "ssc_seed0", same)
 
 
 def test_ablate_command_rejects_an_unknown_table(capsys):
