@@ -23,8 +23,9 @@ def _predictor(tmp_path, monkeypatch):
 
 def _count_tower_runs(monkeypatch):
     calls = []
-    real = text_mod.encode_text_trimmed
-    monkeypatch.setattr(text_mod, "encode_text_trimmed", lambda m, t: calls.append(len(t)) or real(m, t))
+    for name in ("encode_text_trimmed", "encode_text_shared"):   # the padded and the prefix-sharing path
+        real = getattr(text_mod, name)
+        monkeypatch.setattr(text_mod, name, lambda m, t, *a, real=real: calls.append(len(t)) or real(m, t, *a))
     return calls
 
 
@@ -110,8 +111,10 @@ def test_length_sorted_batches_equal_one_prompt_at_a_time():
     p = quiet_build("tiny", seed=0)
     clip, tok = p.model.clip, p.model.tokenizer
     tpl = text_mod.get_templates(p.cfg.templates)
-    fast = text_mod.encode_class_names(clip, tok, NAMES, tpl, batch_size=3)   # batches cut across lengths
+    fast = text_mod.encode_class_names(clip, tok, NAMES, tpl, batch_size=3, shared_prefixes=False)  # cut across lengths
+    shared = text_mod.encode_class_names(clip, tok, NAMES, tpl)
     with torch.no_grad():
         rows = [F.normalize(torch.stack([clip.encode_text(tok([t.format(c)]), normalize=True)[0] for t in tpl]).mean(0), dim=-1)
                 for c in NAMES]
     assert torch.allclose(fast, torch.stack(rows), atol=1e-5)
+    assert torch.allclose(shared, torch.stack(rows), atol=1e-5)
