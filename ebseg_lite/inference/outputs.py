@@ -7,7 +7,7 @@ is detached; shapes use the legend of :mod:`ebseg_lite.shapes` (no batch axis: o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +61,7 @@ class Prediction:
     @property
     def labels(self) -> torch.Tensor:
         """(H, W) long, argmax of the semantic map (eq. 14) at the original image size; computed on
-        first read by :func:`fast_label_map` (only pixels whose class bounds overlap are summed)."""
+        first read by :func:`fast_label_map` (only tiles whose class bounds overlap are summed)."""
         if self._labels is None:
             self._labels = fast_label_map(self.map_probs, self.masks, self.encoded)
         return self._labels
@@ -76,12 +76,13 @@ class Prediction:
     @property
     def mask_labels(self) -> torch.Tensor:
         """(ceil(h'/4), ceil(w'/4)) long: eq. 14's argmax at mask resolution, over the input region
-        (no upsampling; what a widget redraws on every slider move)."""
+        (no upsampling; what a widget redraws on every slider move), pruned by :func:`tiled_label_map`."""
         hm, wm = self.masks.shape[-2:]
         hp, wp = self.encoded.padded_size
         h, w = self.encoded.input_size
         m = self.masks[:, :-(-h * hm // hp), :-(-w * wm // wp)]
-        return semantic_inference(self.map_probs, m).argmax(0)
+        eye = lambda n: torch.eye(n, device=m.device)
+        return tiled_label_map(self.map_probs, m, eye(m.shape[1]), eye(m.shape[2]), full=lambda: m, tile=4)
 
     @property
     def sem_seg(self) -> torch.Tensor:
@@ -115,47 +116,100 @@ def _axis_taps(n_in: int, n_mid: int, n_crop: int, n_out: int) -> torch.Tensor:
 
 
 def fast_label_map(map_probs: torch.Tensor, masks: torch.Tensor, enc: Encoded, margin: float = 1e-5) -> torch.Tensor:
-    """``label_map(map_probs, upsample_masks(masks, enc))[0]`` without summing eq. 14 at every pixel.
-
-    Every output pixel's mask logit is a convex combination of the few low-resolution logits in
-    its support (rows r_lo..r_hi, columns c_lo..c_hi), so ``sigmoid`` of their min and max bound it.
-    Pixels sharing a support form a cell; per cell ``L_k = sum_n P[n, k] sigmoid(min_n)`` and
-    ``U_k`` (with max) bound every pixel's S_k. Where only one class has ``U_k >= max_j L_j``
-    (minus a rounding margin) it is the label; the other cells' pixels get the full sum over
-    the candidate classes. Exact up to float ties within ``margin``.
+    """``label_map(map_probs, upsample_masks(masks, enc))[0]``, summing eq. 14 only where it is undecided.
 
     Args:
         map_probs: (N, K).  masks: (N, Hm, Wm) logits.
     Returns:
-        (H, W) long labels at ``enc.orig_size``.
+        (H, W) long labels at ``enc.orig_size`` (:func:`tiled_label_map` with the resize's taps).
     """
-    n, hm, wm = masks.shape
-    (hp, wp), (h, w), (ho, wo) = enc.padded_size, enc.input_size, enc.orig_size
-    ry, rx = _axis_taps(hm, hp, h, ho), _axis_taps(wm, wp, w, wo)         # (H, Hm), (W, Wm)
-    cells_y, row_cell = _supports(ry)                                     # (Uy, 2) ranges; (H,) cell of each row
-    cells_x, col_cell = _supports(rx)
-    lo, hi = _range_reduce(masks, cells_y, cells_x)                       # (N, Uy, Ux) min / max logits
-    p = map_probs.float()
-    low = torch.einsum("nk,nc->kc", p, lo.flatten(1).sigmoid())           # (K, cells)
-    up = torch.einsum("nk,nc->kc", p, hi.flatten(1).sigmoid())
-    best, cell_label = low.max(0)                                         # (cells,)
-    cand = up >= best - margin * best.abs().clamp(min=1.0)                # (K, cells)
-    labels = cell_label.view(len(cells_y), len(cells_x))[row_cell][:, col_cell]   # (H, W)
-    amb = (cand.sum(0) > 1).view(len(cells_y), len(cells_x))[row_cell][:, col_cell]
-    if amb.any():
-        ys, xs = amb.nonzero(as_tuple=True)
-        classes = cand[:, (cand.sum(0) > 1)].any(1).nonzero()[:, 0]        # candidates of ambiguous cells
-        if len(ys) > labels.numel() // 4:   # mostly ambiguous: the plain sum over the candidate classes
-            full = label_map(p[:, classes], upsample_masks(masks, enc))[0]
-            labels[ys, xs] = classes[full[ys, xs]]
-            return labels
-        (iy, wy), (ix, wx) = _taps(ry), _taps(rx)                         # (H, t), (W, t)
-        rows, at = torch.unique(ys, return_inverse=True)
-        m_rows = (masks.float()[:, iy[rows]] * wy[rows][None, :, :, None]).sum(2)     # (N, R, Wm)
-        logit = (m_rows[:, at[:, None], ix[xs]] * wx[xs][None]).sum(-1)             # (N, P)
-        s = p[:, classes].t() @ logit.sigmoid()                           # (Kc, P), eq. 14 there
-        labels[ys, xs] = classes[s.argmax(0)]
+    (hm, wm), (hp, wp), (h, w), (ho, wo) = masks.shape[-2:], enc.padded_size, enc.input_size, enc.orig_size
+    ry, rx = (t.to(masks.device) for t in (_axis_taps(hm, hp, h, ho), _axis_taps(wm, wp, w, wo)))  # (H, Hm), (W, Wm)
+    return tiled_label_map(map_probs, masks, ry, rx, full=lambda: upsample_masks(masks, enc), tile=16, margin=margin)
+
+
+def tiled_label_map(map_probs: torch.Tensor, masks: torch.Tensor, ry: torch.Tensor, rx: torch.Tensor, *,
+                    full: Callable[[], torch.Tensor], tile: int = 16, margin: float = 1e-5) -> torch.Tensor:
+    """Argmax over k of eq. 14, ``S_k = sum_n P[n, k] sigmoid(M_n)``, on resized masks
+    ``M_n = ry @ masks[n] @ rx^T``, pruned by bounds; the same labels as the dense sum.
+
+    Every resized logit is a convex combination of the low-resolution logits in its support, so on a
+    tile of ``tile`` x ``tile`` output pixels ``sigmoid`` of the support's min and max, ``lo_n`` and
+    ``hi_n``, bound it. Per tile a leader j (the best class at the bounds' midpoint) beats class k on
+    the whole tile when ``min S_j - S_k = sum_n d_n+ lo_n - d_n- hi_n > margin`` (d = P[:, j] - P[:, k]);
+    a difference bound, so nearly equal classes (an untrained model's) still separate. Tiles where
+    the leader beats every class take its label; the others' pixels get the sum over the classes
+    not beaten there, and pixels whose top two scores are within ``margin`` (float ties) are redone
+    as the reference does, on ``full()``.
+
+    Args:
+        map_probs: (N, K).  masks: (N, Hm, Wm) logits.  ry: (H, Hm), rx: (W, Wm) resize taps.
+        full: () -> (N, H, W) the resized logits as the library computes them.
+    Returns:
+        (H, W) long labels.
+    """
+    p, masks = map_probs.float(), masks.float()
+    (hh, ww), (ty, tx) = (len(ry), len(rx)), (-(-len(ry) // tile), -(-len(rx) // tile))
+    lo, hi = (t.flatten(1).sigmoid() for t in _tile_range(masks, _tile_support(ry, tile), _tile_support(rx, tile)))
+    lead = (p.t() @ (lo + hi)).argmax(0)                                 # (T,) leader of each tile
+    beaten = torch.ones(p.shape[1], len(lead), dtype=torch.bool, device=p.device)   # (K, T)
+    for j in lead.unique().tolist():
+        t = (lead == j).nonzero()[:, 0]
+        d = p[:, j:j + 1] - p                                            # (N, K)
+        gap = d.clamp(min=0).t() @ lo[:, t] - (-d).clamp(min=0).t() @ hi[:, t]     # (K, Tj) min of S_j - S_k
+        scale = (p[:, j] @ hi[:, t]).clamp(min=1.0)
+        beaten[:, t] = gap > margin * scale
+        beaten[j, t] = False
+    pix = lambda v: v.view(ty, tx).repeat_interleave(tile, 0)[:hh].repeat_interleave(tile, 1)[:, :ww]
+    labels = pix(lead)                                                   # (H, W)
+    cand = ~beaten
+    open_ = cand.sum(0) > 1
+    if not bool(open_.any()):
+        return labels
+    classes = cand[:, open_].any(1).nonzero()[:, 0]                      # (Kc,) candidates of open tiles
+    ys, xs = pix(open_).nonzero(as_tuple=True)                           # (Pn,) their pixels
+    m = full() if len(ys) * 4 > labels.numel() else None                 # mostly open: the library's resize
+    logit = m[:, ys, xs] if m is not None else _resized(masks, ry, rx, ys, xs)   # (N, Pn)
+    s = logit.sigmoid().t() @ p[:, classes]                             # (Pn, Kc), eq. 14 there
+    labels[ys, xs] = classes[s.argmax(1)]
+    top = s.topk(2, dim=1).values
+    tie = top[:, 0] - top[:, 1] <= margin * top[:, 0].abs().clamp(min=1.0)
+    if bool(tie.any()):                                                  # float ties: the reference's own choice
+        m = full() if m is None else m
+        labels[ys[tie], xs[tie]] = semantic_inference(map_probs, m[:, ys[tie], xs[tie]][:, :, None])[:, :, 0].argmax(0)
     return labels
+
+
+def _tile_support(r: torch.Tensor, tile: int) -> torch.Tensor:
+    """(n_out, n_in) taps -> (T, 2): first and last input index any output of each tile of ``tile`` reads."""
+    nz = r > 0
+    first = nz.float().argmax(1)
+    last = r.shape[1] - 1 - nz.flip(1).float().argmax(1)
+    pad = -len(r) % tile                                                 # the last tile may be short
+    first = F.pad(first, (0, pad), value=int(first[-1])).view(-1, tile).amin(1)
+    last = F.pad(last, (0, pad), value=int(last[-1])).view(-1, tile).amax(1)
+    return torch.stack([first, last], 1)
+
+
+def _tile_range(masks: torch.Tensor, cells_y: torch.Tensor, cells_x: torch.Tensor):
+    """Min and max of ``masks[:, a..b, c..d]`` for every (row range, column range): (N, Ty, Tx) each."""
+    def along(x, cells, dim):
+        span = int((cells[:, 1] - cells[:, 0]).max()) + 1
+        idx = (cells[:, :1] + torch.arange(span, device=x.device)[None]).minimum(cells[:, 1:])  # (T, span)
+        shape = list(x.shape)
+        shape[dim:dim + 1] = [len(cells), span]
+        g = x.index_select(dim, idx.flatten()).view(shape)
+        return g.amin(dim + 1), g.amax(dim + 1)
+    lo_r, hi_r = along(masks, cells_y, 1)                                # (N, Ty, Wm)
+    return along(lo_r, cells_x, 2)[0], along(hi_r, cells_x, 2)[1]
+
+
+def _resized(masks: torch.Tensor, ry: torch.Tensor, rx: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """(N, Pn) resized logits ``(ry @ masks[n] @ rx^T)[ys, xs]`` from the taps, never the whole map."""
+    (iy, wy), (ix, wx) = _taps(ry), _taps(rx)                           # (H, t), (W, t)
+    rows, at = torch.unique(ys, return_inverse=True)
+    m_rows = (masks[:, iy[rows]] * wy[rows][None, :, :, None]).sum(2)    # (N, R, Wm)
+    return (m_rows[:, at[:, None], ix[xs]] * wx[xs][None]).sum(-1)      # (N, Pn)
 
 
 def _taps(r: torch.Tensor):
@@ -163,32 +217,8 @@ def _taps(r: torch.Tensor):
     nz = r > 0
     first = nz.float().argmax(1)
     span = int((r.shape[1] - 1 - nz.flip(1).float().argmax(1) - first).max()) + 1
-    idx = (first[:, None] + torch.arange(span)[None]).clamp(max=r.shape[1] - 1)
-    return idx, r.gather(1, idx) * (first[:, None] + torch.arange(span)[None] < r.shape[1])
-
-
-def _supports(r: torch.Tensor):
-    """Rows of a (n_out, n_in) tap matrix -> unique (first, last) nonzero input index and each row's cell."""
-    nz = r > 0
-    first = nz.float().argmax(1)
-    last = r.shape[1] - 1 - nz.flip(1).float().argmax(1)
-    pairs = torch.stack([first, last], 1)
-    cells, inverse = torch.unique(pairs, dim=0, return_inverse=True)
-    return cells, inverse
-
-
-def _range_reduce(masks: torch.Tensor, cells_y: torch.Tensor, cells_x: torch.Tensor):
-    """Min and max of ``masks[:, a..b, c..d]`` for every (row range, column range): (N, Uy, Ux) each."""
-    def along(x, cells, dim):
-        span = int((cells[:, 1] - cells[:, 0]).max()) + 1
-        idx = (cells[:, :1] + torch.arange(span)[None]).minimum(cells[:, 1:])   # (U, span), last repeated
-        g = x.index_select(dim, idx.flatten())
-        shape = list(x.shape)
-        shape[dim:dim + 1] = [len(cells), span]
-        g = g.view(shape)
-        return g.amin(dim + 1), g.amax(dim + 1)
-    lo_r, hi_r = along(masks.float(), cells_y, 1)                         # (N, Uy, Wm)
-    return along(lo_r, cells_x, 2)[0], along(hi_r, cells_x, 2)[1]
+    idx = first[:, None] + torch.arange(span, device=r.device)[None]
+    return idx.clamp(max=r.shape[1] - 1), r.gather(1, idx.clamp(max=r.shape[1] - 1)) * (idx < r.shape[1])
 
 
 def label_map(map_probs: torch.Tensor, masks_up: torch.Tensor, max_elems: int = 1 << 25):
