@@ -6,9 +6,12 @@
   process and interleaved run by run, the two unmodified library encoders EBSeg must run (open_clip's
   ``VisionTransformer.forward`` at p * size, segment-anything's ``ImageEncoderViT.forward`` at size): the
   ratio encode / encoders per repeat, its median and spread, wall and CPU time;
-* ``classify``: cached vocabulary with the full-resolution labels read, and at mask resolution; a new
-  vocabulary (text tower included, disk cache off);
+* ``classify``: cached vocabulary with the full-resolution labels read, and at mask resolution, each beside
+  the dense reference (eq. 14 summed at every pixel, then argmax) in the same process, labels compared;
+  a new vocabulary (text tower included, disk cache off);
 * ``text``: 150 and 847 names, cold (empty cache) and warm in a new process (disk cache);
+* ``text_paths``: 150 names x 14 templates through the prefix-sharing and the padded text path,
+  interleaved in one process, and their largest difference;
 * peak resident memory after each part (the process's high-water mark so far, not per part);
 * ``--with-toy`` / ``--with-tests``: wall time of the toy demo / the test suite as subprocesses.
 Random weights: the cost does not depend on the values. Nothing is asserted.
@@ -32,6 +35,9 @@ import torch
 from ebseg_lite.builder import build_model
 from ebseg_lite.data.vocabularies import load_class_names
 from ebseg_lite.eval.benchmark import stage_timer
+from ebseg_lite.inference.outputs import label_map, upsample_masks
+from ebseg_lite.modeling.balance import semantic_inference
+from ebseg_lite.modeling.text import encode_class_names, get_templates
 
 
 def _rss_gb() -> float:
@@ -101,13 +107,37 @@ def classify_suite(predictor, size: int = 640, num_classes: int = 150, repeat: i
     w = time.perf_counter()
     predictor.classify(enc, names).labels
     new = time.perf_counter() - w
-    full, low = [], []
+    full, low, full_ref, low_ref, same = [], [], [], [], True
     for r in range(repeat):
         ws = (0.3 + 0.01 * r, 0.6, 0.1)                    # a slider move: new weights, cached text
-        w = time.perf_counter(); predictor.classify(enc, names, w_seen=ws).labels; full.append(time.perf_counter() - w)
-        w = time.perf_counter(); predictor.classify(enc, names, w_seen=ws).mask_labels; low.append(time.perf_counter() - w)
+        w = time.perf_counter(); lab = predictor.classify(enc, names, w_seen=ws).labels; full.append(time.perf_counter() - w)
+        w = time.perf_counter(); pred = predictor.classify(enc, names, w_seen=ws); mlab = pred.mask_labels
+        low.append(time.perf_counter() - w)
+        w = time.perf_counter(); ref = label_map(pred.map_probs, upsample_masks(pred.masks, enc))[0]
+        full_ref.append(time.perf_counter() - w)
+        m = pred.masks[:, :mlab.shape[0], :mlab.shape[1]]
+        w = time.perf_counter(); mref = semantic_inference(pred.map_probs, m).argmax(0); low_ref.append(time.perf_counter() - w)
+        same = same and torch.equal(lab, ref) and torch.equal(mlab, mref)
     return {"classify_new_vocabulary_labels": new, "classify_cached_full_labels": _spread(full),
-            "classify_cached_mask_labels": _spread(low), "num_classes": num_classes, "peak_rss_gb": _rss_gb()}
+            "classify_cached_mask_labels": _spread(low), "dense_full_labels_reference": _spread(full_ref),
+            "dense_mask_labels_reference": _spread(low_ref), "labels_equal_reference": same,
+            "num_classes": num_classes, "peak_rss_gb": _rss_gb()}
+
+
+@torch.no_grad()
+def text_paths(predictor, vocabulary: str = "ade20k_150", repeat: int = 1) -> Dict[str, object]:
+    """Seconds of ``encode_class_names`` through the prefix-sharing path and the padded one, interleaved
+    run by run in this process (no cache involved), and the largest difference of their embeddings."""
+    clip, tok = predictor.model.clip, predictor.model.tokenizer
+    names, templates = load_class_names(vocabulary), get_templates(predictor.cfg.templates)
+    shared, padded, diff = [], [], 0.0
+    for _ in range(repeat):
+        w = time.perf_counter(); a = encode_class_names(clip, tok, names, templates); shared.append(time.perf_counter() - w)
+        w = time.perf_counter(); b = encode_class_names(clip, tok, names, templates, shared_prefixes=False)
+        padded.append(time.perf_counter() - w)
+        diff = max(diff, float((a - b).abs().max()))
+    return {"names": len(names), "templates": len(templates), "shared_prefix_seconds": _spread(shared),
+            "padded_seconds": _spread(padded), "max_abs_diff": diff, "peak_rss_gb": _rss_gb()}
 
 
 _WARM = """
@@ -159,6 +189,7 @@ def run_suite(preset: str = "vit_b", size: int = 640, repeat: int = 3, out=None,
            "encode": encode_vs_library(predictor, size, repeat), "classify": classify_suite(predictor, size)}
     if text:
         res["text"] = text_suite(preset, predictor)
+        res["text_paths"] = text_paths(predictor)
     if with_toy:
         res["toy_demo"] = _timed([sys.executable, "-m", "ebseg_lite.cli", "toyworld", "demo"])
     if with_tests:
@@ -183,6 +214,8 @@ def table(res: Dict[str, object]) -> str:
         add(f"encode.{k}", v)
     for k, v in res["classify"].items():
         add(f"classify.{k}", v)
+    for k, v in res.get("text_paths", {}).items():
+        add(f"text_paths.{k}", v)
     for vocab, v in res.get("text", {}).items():
         if isinstance(v, dict):
             add(f"text.{vocab}.cold_seconds", v["cold_seconds"])
