@@ -1,6 +1,6 @@
 """The ``ebseg-lite toyworld`` command group: pretrain the toy CLIP and SAM, train and evaluate.
 
-    ebseg-lite toyworld pretrain-clip --out data_samples/toyworld/toy_clip.safetensors --seed 0
+    ebseg-lite toyworld pretrain-clip --out data_samples/toyworld/toy_clip.safetensors --steps 1400 --patch-dropout 0.5 --seed 0
     ebseg-lite toyworld pretrain-sam --out data_samples/toyworld/toy_sam.safetensors --seed 0
     ebseg-lite toyworld pretrain-blip --out data_samples/toyworld/toy_blip.safetensors --seed 0
     ebseg-lite toyworld demo --out toyworld_report --seeds 3
@@ -43,14 +43,15 @@ def cmd_pretrain_sam(args) -> int:
 def add_pretrain_clip(group):
     p = group.add_parser("pretrain-clip", help="pretrain the toy CLIP contrastively on toy scenes + captions")
     p.add_argument("--out", required=True, help="safetensors file to write")
-    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--steps", type=int, default=1400)
     p.add_argument("--batch-size", type=int, default=128, help="even: photo + twin pairs")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warmup", type=int, default=100, help="linear lr warm-up steps")
     p.add_argument("--init", default=None, help="continue from this toy CLIP file (a second stage)")
     p.add_argument("--pool-pairs", type=int, default=3000, help="pre-drawn photo + twin pairs sampled from (uint8)")
-    p.add_argument("--patch-dropout", type=float, default=0.0, help="share of patch tokens dropped per training image (FLIP)")
+    p.add_argument("--patch-dropout", type=float, default=0.5,
+                   help="share of patch tokens dropped per training image (FLIP); 0 turns it off")
     p.add_argument("--eval-per-class", type=int, default=10, help="held-out single-object scenes per class")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and anneal the lr) by this wall time")
     p.set_defaults(func=cmd_pretrain_clip)
@@ -131,7 +132,7 @@ def add_demo(group) -> None:
     d.add_argument("--batch-size", type=int, default=ToyRun.batch_size)
     d.add_argument("--train-scenes", type=int, default=ToyRun.train_scenes)
     d.add_argument("--test-scenes", type=int, default=ToyRun.test_scenes)
-    d.add_argument("--workers", type=int, default=None, help="training processes (default: one per core)")
+    d.add_argument("--workers", type=int, default=None, help="training and evaluation processes (default: one per core)")
     d.add_argument("--ship", action="store_true", help="copy the seed-0 models to data_samples/toyworld")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_demo)
@@ -187,7 +188,7 @@ def add_ablate(group) -> None:
     a.add_argument("--train-scenes", type=int, default=ToyRun.train_scenes)
     a.add_argument("--test-scenes", type=int, default=300)
     a.add_argument("--probe-scenes", type=int, default=60, help="scenes of table 3's ground-truth-mask probe")
-    a.add_argument("--workers", type=int, default=None, help="training processes (default: one per core)")
+    a.add_argument("--workers", type=int, default=None, help="training and evaluation processes (default: one per core)")
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(func=cmd_ablate)
 

@@ -13,8 +13,10 @@ How the paper's rows map onto the toy world:
 * table 2 (components): the baseline has no SAM (:attr:`~ebseg_lite.config.SamConfig.enabled`), no
   balancing (B alone, the CLIP mask-attention embedding a SAN-style model classifies with) and no SSC;
   then balancing (A+B+D, official weights), SAM fusion, SSC are added one at a time;
-* table 3 (embeddings): single embeddings and pairs of the SSC model, and :func:`oracle_probe`: the
-  embeddings computed from *ground-truth* masks, which tells the decoder's share of an error from CLIP's;
+* table 3 (embeddings): single embeddings and pairs of the SSC model; the same model with the head
+  over ViT-B's last quarter (blocks 10-12) instead of the toy preset's last half; and
+  :func:`~ebseg_lite.toyworld.probe.oracle_probe`: the embeddings computed from *ground-truth* masks,
+  which tells the decoder's share of an error from CLIP's;
 * table 4 (balancing): the same weights for every class vs the official per-class ones vs the paper's form;
 * table 5 (SSC placement): SSC on A / B / both, on the last 1 / last 3 / all decoder outputs;
 * table 6 (SSC): with and without, balanced and on A alone (SSC acts on A);
@@ -30,7 +32,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ebseg_lite.builder import build_model
 from ebseg_lite.io.files import atomic_write
-from ebseg_lite.toyworld.experiments import ToyRun, evaluate_toy_modes, held_out_scenes, spread, summary, train_jobs
+from ebseg_lite.toyworld.experiments import ToyRun, evaluate_runs, spread, summary, train_jobs
 from ebseg_lite.toyworld.probe import oracle_probe
 
 #: variant -> (SSC on?, TrainConfig overrides). "ssc" / "no_ssc" are the demo's two models.
@@ -43,6 +45,7 @@ VARIANTS: Dict[str, Tuple[bool, dict]] = {
     "ssc_both": (True, {"ssc_on": "both"}),
     "ssc_A_last3": (True, {"ssc_layers": 3}),
     "ssc_A_all": (True, {"ssc_layers": 0}),
+    "ssc_head_late": (True, {"model_overrides": {"clip": {"feature_blocks": (3, 6, 9)}}}),  # ViT-B's placement
 }
 
 OFFICIAL = "A+B+D official"
@@ -53,7 +56,9 @@ TABLES: Dict[int, Tuple[str, List[Tuple[str, str, str]], Dict[str, str]]] = {
                        ("+ AdaB balancing (A+B+D)", "no_sam", OFFICIAL),
                        ("+ SAM fusion", "no_ssc", OFFICIAL),
                        ("+ SSC (EBSeg)", "ssc", OFFICIAL)], {}),
-    3: ("embeddings", [(m, "ssc", m) for m in ("A", "B", "D", "A+B", "A+D", "B+D", OFFICIAL)],
+    3: ("embeddings", [(m, "ssc", m) for m in ("A", "B", "D", "A+B", "A+D", "B+D", OFFICIAL)]
+        + [("B, head over blocks 10-12 (ViT-B's quarter)", "ssc_head_late", "B"),
+           ("A+B+D official, head over blocks 10-12", "ssc_head_late", OFFICIAL)],
         {"A": "17.7", "B": "29.0", "D": "19.7", "A+B": "29.4", "A+D": "26.3", "B+D": "29.7", OFFICIAL: "30.0"}),
     4: ("balancing", [("without balancing (seen weights for all)", "ssc", "A+B+D unbalanced"),
                       ("with balancing (official, geometric)", "ssc", OFFICIAL),
@@ -129,13 +134,14 @@ def run_ablation(out_dir="toyworld_ablation", *, tables: Sequence[int] = (3,), s
     dirs = {job: out / "runs" / f"{job[2]}_seed{job[1]}" for job in jobs}
     train_jobs(jobs, run, out / "runs", workers=workers, progress=progress, dirs=dirs,
                overrides={job: VARIANTS[job[2]][1] for job in jobs})
-    test = held_out_scenes(run.test_scenes, size=run.size)
+    evaluated = evaluate_runs({job: (dirs[job] / "model.safetensors", model_overrides(job[2])) for job in jobs},
+                              run, workers=workers, progress=progress)
     per: Dict[str, List[dict]] = {}
     probes: List[Dict[str, float]] = []
     for job in jobs:
-        model = build_model("toy", checkpoint=str(dirs[job] / "model.safetensors"), **model_overrides(job[2]))
-        per.setdefault(job[2], []).append(summary(evaluate_toy_modes(model, test, progress=progress)))
+        per.setdefault(job[2], []).append(summary(evaluated[job]))
         if 3 in tables and job[2] == "ssc":
+            model = build_model("toy", checkpoint=str(dirs[job] / "model.safetensors"), **model_overrides(job[2]))
             probes.append(oracle_probe(model, n_scenes=probe_scenes))
     result = {"seeds": list(seeds), "run": dataclasses.asdict(run), "variants": {v: VARIANTS[v][1] for v in variants},
               "per_seed": per, "tables": {}}

@@ -195,6 +195,40 @@ def train_jobs(jobs: Sequence[tuple], run: ToyRun, runs_dir: Path, *, workers: O
     return {job: done[job] for job in jobs}
 
 
+def _eval_job(job) -> Dict[str, dict]:
+    """One evaluation in a worker process (one thread): the toy model at ``checkpoint`` (with its
+    variant's model overrides) on the held-out scenes, every mode."""
+    checkpoint, overrides, n_scenes, size = job
+    torch.set_num_threads(1)
+    model = build_model("toy", checkpoint=checkpoint, **(overrides or {}))
+    return evaluate_toy_modes(model, held_out_scenes(n_scenes, size=size), progress=False)
+
+
+def evaluate_runs(checkpoints: Dict[tuple, tuple], run: ToyRun, *, workers: Optional[int] = None,
+                  progress: bool = True) -> Dict[tuple, Dict[str, dict]]:
+    """Evaluate trained toy models, each on ``run.test_scenes`` fresh test scenes (every mode):
+    ``checkpoints`` maps a key to ``(model.safetensors path, build_model overrides)``. The models are
+    independent, so they are evaluated side by side in ``workers`` processes of one thread each
+    (default: one per core), as the trainings are; the results equal a serial evaluation's."""
+    keys = list(checkpoints)
+    workers = workers or max(1, min(len(keys), os.cpu_count() or 1))
+    jobs = {k: (str(checkpoints[k][0]), checkpoints[k][1], run.test_scenes, run.size) for k in keys}
+    bar = tqdm(total=len(keys), desc=f"evaluate {len(keys)} models on {run.test_scenes} scenes", disable=not progress)
+    out: Dict[tuple, Dict[str, dict]] = {}
+    if workers <= 1 or len(keys) <= 1:
+        for k in keys:
+            out[k] = _eval_job(jobs[k])
+            bar.update(1)
+    else:
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(_eval_job, jobs[k]): k for k in keys}
+            for f in cf.as_completed(futures):
+                out[futures[f]] = f.result()
+                bar.update(1)
+    bar.close()
+    return {k: out[k] for k in keys}
+
+
 def chance_miou(dataset, *, seed: int = 0) -> Dict[str, float]:
     """The evaluator on uniformly random labels: the floor every mode should clear."""
     names = list(dataset.class_names)
@@ -258,10 +292,13 @@ def run_demo(out_dir="toyworld_report", *, seeds: Sequence[int] = (0,), run: Opt
     jobs = [(ssc, seed) for ssc in ssc_options for seed in seeds]
     histories = train_jobs(jobs, run, out / "runs", workers=workers, progress=progress)
     per, models = {}, {}
+    ckpt = {(ssc, seed): out / "runs" / f"{'ssc' if ssc else 'no_ssc'}_seed{seed}" / "model.safetensors"
+            for ssc, seed in jobs}
+    evaluated = evaluate_runs({job: (ckpt[job], None) for job in jobs}, run, workers=workers, progress=progress)
     for ssc, seed in jobs:
         tag = "ssc" if ssc else "no_ssc"
-        model = build_model("toy", checkpoint=str(out / "runs" / f"{tag}_seed{seed}" / "model.safetensors"))
-        res = evaluate_toy_modes(model, test, progress=progress)
+        model = build_model("toy", checkpoint=str(ckpt[(ssc, seed)]))
+        res = evaluated[(ssc, seed)]
         history = histories[(ssc, seed)]
         per.setdefault(tag, []).append({"seed": seed, "summary": summary(res),
                                         "iou": {m: [None if v != v else float(v) for v in r["IoU"]] for m, r in res.items()},

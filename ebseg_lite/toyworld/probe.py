@@ -38,7 +38,7 @@ def masked_region_images(image: torch.Tensor, masks: torch.Tensor, mean: torch.T
 
 
 @torch.no_grad()
-def oracle_probe(predictor, *, n_scenes: int = 60, seed: int = 98, start_blocks: Sequence[int] = (3,)) -> Dict[str, float]:
+def oracle_probe(predictor, *, n_scenes: int = 60, seed: int = 98, start_blocks: Sequence[int] = (3, 9)) -> Dict[str, float]:
     """Instance accuracy (%) of each way of embedding a ground-truth region, over ``n_scenes``
     held-out test scenes (seed ``seed``, never a training seed). Keys ``"<way>: all"`` and ``"<way>: new"``.
 

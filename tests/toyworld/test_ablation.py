@@ -95,9 +95,10 @@ def test_ablate_command_rejects_an_unknown_table(capsys):
 def test_oracle_probe_reports_every_way_for_all_and_new(monkeypatch):
     from ebseg_lite.builder import build_model
     from ebseg_lite.toyworld.probe import oracle_probe
-    r = oracle_probe(build_model("toy"), n_scenes=2, start_blocks=(3,))
+    r = oracle_probe(build_model("toy"), n_scenes=2, start_blocks=(3, 9))
     ways = {k.rsplit(": ", 1)[0] for k in r}
-    assert ways == {"B, GT masks (head over blocks 10-12)", "B, GT masks (head over blocks 4-12)", "D, GT masks",
+    assert ways == {"B, GT masks (head over blocks 7-12)", "B, GT masks (head over blocks 4-12)",
+                    "B, GT masks (head over blocks 10-12)", "D, GT masks",
                     "CLIP on the region alone (rest mean grey)", "A of the best-overlapping query",
                     "B of the best-overlapping query", "D of the best-overlapping query"}
     from ebseg_lite.toyworld import ToyWorld

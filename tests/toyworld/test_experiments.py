@@ -135,3 +135,24 @@ def test_demo_command_and_ship(tmp_path, monkeypatch, capsys):
     assert (weights / f"{pipeline.run_name(True, 0, run)}.safetensors").is_file()
     monkeypatch.setattr(pipeline, "train_toy_model", lambda **kw: (_ for _ in ()).throw(AssertionError("retrained")))
     pipeline.toy_model(ssc=False, run=run, progress=False)  # found among the shipped files: no training
+
+
+def test_side_by_side_evaluation_equals_the_serial_one():
+    # the two shipped decoders, evaluated in two worker processes and in this one: the same numbers,
+    # each under its own key (a swap of results between models would show: SSC and no-SSC differ)
+    from ebseg_lite.toyworld.experiments import evaluate_runs
+    from ebseg_lite.toyworld.presets import toy_weights_dir
+    files = {tag: (toy_weights_dir() / f"ebseg_{tag}_seed0_300x8_1000.safetensors", None) for tag in ("ssc", "nossc")}
+    run = ToyRun(test_scenes=3)
+    serial = evaluate_runs(files, run, workers=1, progress=False)
+    parallel = evaluate_runs(files, run, workers=2, progress=False)
+    assert list(parallel) == ["ssc", "nossc"]
+    for tag in files:
+        assert set(parallel[tag]) == set(MODES)
+        for m in MODES:
+            assert parallel[tag][m]["mIoU"] == serial[tag][m]["mIoU"]
+            assert np.array_equal(np.asarray(parallel[tag][m]["IoU"]), np.asarray(serial[tag][m]["IoU"]), equal_nan=True)
+    model = pipeline.build_model("toy", checkpoint=str(files["ssc"][0]))
+    direct = evaluate_modes(model, held_out_scenes(3), progress=False)
+    assert direct["A+B+D official"]["mIoU"] == serial["ssc"]["A+B+D official"]["mIoU"]
+    assert serial["ssc"]["A"]["mIoU"] != serial["nossc"]["A"]["mIoU"]

@@ -128,9 +128,9 @@ def test_build_toy_loads_shipped_weights(toy_model):
 
 
 def test_toy_preset_structure(toy_model):
-    # EBSeg-B's layout on a 12-block toy CLIP: fusion from blocks 3, 6, 9; the head runs 10-12
+    # a 12-block toy CLIP: fusion from blocks 2, 4, 6; the head runs 7-12 (the last half; EBSeg-B: the last quarter)
     cfg = toy()
-    assert cfg.clip.custom_cfg["vision_cfg"]["layers"] == 12 and tuple(cfg.clip.feature_blocks) == (3, 6, 9)
+    assert cfg.clip.custom_cfg["vision_cfg"]["layers"] == 12 and tuple(cfg.clip.feature_blocks) == (2, 4, 6)
     assert len(toy_model.model.clip.visual.transformer.resblocks) == 12
 
 
