@@ -105,7 +105,8 @@ class EBSeg(nn.Module):
     def forward_features(self, images: Optional[torch.Tensor] = None, *, inference: bool = True,
                          frozen: Optional[Dict[str, object]] = None) -> Dict[str, object]:
         """All stages on a batch. Inference: one bias, one head run (B and F_clip), D.
-        Training: the bias and B for every decoder output, no Surgery stream, no D.
+        Training: the bias and B for every decoder output (one head run for all of them,
+        :func:`~ebseg_lite.modeling.mask_attention.clip_mask_attention_layers`), no Surgery stream, no D.
 
         Args:
             images: (B, 3, H, W) uint8 (or float 0..255); may be None when ``frozen`` is given.
@@ -134,9 +135,8 @@ class EBSeg(nn.Module):
             B, f_clip = mask_attention.clip_mask_attention(visual, dense, pooled, surgery=True, **head)
             out.update(B=B, F_clip=f_clip, D=mask_pool(dec.masks[-1], f_clip), attn_bias_pooled=pooled)
         else:
-            out["B_per_layer"] = [mask_attention.clip_mask_attention(visual, dense, pool_bias(b, dense.grid, "max"),
-                                                                     surgery=False, **head)[0]
-                                  for b in dec.attn_bias]
+            out["B_per_layer"] = mask_attention.clip_mask_attention_layers(
+                visual, dense, [pool_bias(b, dense.grid, "max") for b in dec.attn_bias], start_block=blocks[-1])
         return out
 
     def forward(self, images: Optional[torch.Tensor] = None, frozen: Optional[Dict[str, object]] = None):

@@ -13,7 +13,7 @@ the Surgery stream's query rows are never read, and its image rows are identical
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -57,3 +57,26 @@ def clip_mask_attention(visual: nn.Module, dense: ClipDense, pooled_bias: torch.
         return B, None
     f = project_tokens(visual, xs[:, n + 1:])                      # (B, L, C)
     return B, f.transpose(1, 2).reshape(b, -1, h, w)
+
+
+def clip_mask_attention_layers(visual: nn.Module, dense: ClipDense, pooled_biases: Sequence[torch.Tensor], *,
+                               start_block: int) -> List[torch.Tensor]:
+    """B for every decoder output (training's deep supervision) in *one* head run.
+
+    :func:`build_attn_bias` lets a query see only itself and the image tokens, and the CLS and image
+    tokens see no query, so the queries of all outputs can share one sequence
+    ``[N_1 + ... + N_O queries, CLS, L image tokens]``: each query's result is the one it gets in its
+    own run (the other queries reach it only through the official -100, a weight below 1e-40), and
+    the image tokens, which do not depend on any bias, are computed once instead of once per output.
+    Same values as ``[clip_mask_attention(visual, dense, b, surgery=False, ...)[0] for b in pooled_biases]``
+    to float rounding; O times fewer image-token rows, the bulk of the head's work in training.
+
+    Args:
+        pooled_biases: O tensors (B, nh, N_o, h, w), the pooled bias of each decoder output.
+    Returns:
+        O tensors B (B, N_o, C), normalised.
+    """
+    sizes = [b.shape[2] for b in pooled_biases]
+    B, _ = clip_mask_attention(visual, dense, torch.cat(list(pooled_biases), dim=2), start_block=start_block,
+                               surgery=False)
+    return list(B.split(sizes, dim=1))

@@ -60,3 +60,29 @@ def test_surgery_stream_gives_fclip_on_the_grid(visual):
     assert none is None and torch.allclose(B, B_plain, atol=1e-5)   # the Surgery stream never changes B
     assert f_clip.shape == (1, visual.proj.shape[1], h, w)
     assert torch.allclose(f_clip.norm(dim=1), torch.ones(1, h, w), atol=1e-5)  # normalised per cell
+
+
+def test_all_outputs_in_one_run_match_one_run_each_values_and_gradients(visual):
+    # training's deep supervision: B of every decoder output from one shared sequence; a learned,
+    # strongly varied bias (some cells far above the queries' self score) so a leak between the
+    # stacked queries would show; gradients reach each output's bias as in its own run
+    from ebseg_lite.modeling.mask_attention import clip_mask_attention_layers
+    depth = len(visual.transformer.resblocks)
+    nh = visual.transformer.resblocks[0].attn.num_heads
+    img = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    dense = dense_clip_features(visual, img, feature_blocks=(depth - 2,), surgery=False)
+    h, w = dense.grid
+    g = torch.Generator().manual_seed(4)
+    biases = [(8 * torch.randn(2, nh, n, h, w, generator=g)).requires_grad_() for n in (5, 5, 3)]
+    stacked = clip_mask_attention_layers(visual, dense, biases, start_block=depth - 2)
+    one_each = [clip_mask_attention(visual, dense, b, start_block=depth - 2, surgery=False)[0] for b in biases]
+    assert [s.shape for s in stacked] == [o.shape for o in one_each] == [(2, n, visual.proj.shape[1]) for n in (5, 5, 3)]
+    for s, o in zip(stacked, one_each):
+        assert torch.allclose(s, o, atol=1e-6)
+    weights = [torch.randn(s.shape, generator=g) for s in stacked]
+    grads_stacked = torch.autograd.grad(sum((s * c).sum() for s, c in zip(stacked, weights)), biases)
+    grads_each = torch.autograd.grad(sum((o * c).sum() for o, c in zip(one_each, weights)), biases)
+    for a, b in zip(grads_stacked, grads_each):
+        assert a.abs().max() > 0 and torch.allclose(a, b, atol=1e-6)
+    # and the outputs differ from each other (a run that reused one output's bias would not)
+    assert not torch.allclose(stacked[0], stacked[1], atol=1e-3)
