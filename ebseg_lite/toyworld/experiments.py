@@ -71,7 +71,7 @@ def train_toy_model(*, ssc: bool = True, seed: int = 0, run: Optional[ToyRun] = 
     out_dir = Path(out_dir or cache_dir() / run_name(ssc, seed, run))
     cfg = toy_train_config(ssc=ssc, seed=seed, run=run, out_dir=out_dir, overrides=overrides)
     world = ToyWorld()
-    data = SeenVocabulary(world.dataset(run.train_scenes, seed=1000 + seed, split="train", size=run.size), world)
+    data = SeenVocabulary(world.dataset(run.train_scenes, seed=1000 + seed, split="train", size=run.size, keep=True), world)
     trainer = Trainer(cfg, dataset=data, progress=progress, callbacks=callbacks)
     history = trainer.fit()
     digest = json.dumps(encoder_digest())

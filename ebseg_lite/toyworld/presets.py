@@ -151,7 +151,7 @@ class SeenVocabulary(torch.utils.data.Dataset):
 def toy_train_dataset(cfg):
     """``dataset="toyworld"`` for the trainer: 2000 seen-class scenes drawn from ``1000 + cfg.seed``."""
     world = ToyWorld()
-    return SeenVocabulary(world.dataset(2000, seed=1000 + cfg.seed, split="train", size=cfg.crop_size), world)
+    return SeenVocabulary(world.dataset(2000, seed=1000 + cfg.seed, split="train", size=cfg.crop_size, keep=True), world)
 
 
 def toy_train_preset():

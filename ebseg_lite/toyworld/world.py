@@ -30,7 +30,7 @@ reproduces ``seen`` exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -249,18 +249,22 @@ class ToyWorld:
             return f"a photo of {_join(stuff)}."
         return tpl.format(things=_join(["a " + t for t in things]), stuff=_join(stuff))
 
-    def dataset(self, n: int, seed: int = 0, split: str = "train", size: int = 128) -> "ToyDataset":
-        return ToyDataset(self, n, seed=seed, split=split, size=size)
+    def dataset(self, n: int, seed: int = 0, split: str = "train", size: int = 128,
+                keep: bool = False) -> "ToyDataset":
+        return ToyDataset(self, n, seed=seed, split=split, size=size, keep=keep)
 
 
 class ToyDataset(torch.utils.data.Dataset):
     """``n`` toy scenes as items shaped like :class:`ebseg_lite.data.datasets.SemSegDataset`'s.
-    Item i is ``world.scene(seed * 1_000_003 + i)``."""
+    Item i is ``world.scene(seed * 1_000_003 + i)``. ``keep=True`` keeps each rendered scene in memory
+    (64 KiB per 128 px scene), for a training that reads every scene once per epoch."""
 
-    def __init__(self, world: ToyWorld, n: int, *, seed: int = 0, split: str = "train", size: int = 128):
+    def __init__(self, world: ToyWorld, n: int, *, seed: int = 0, split: str = "train", size: int = 128,
+                 keep: bool = False):
         self.world, self.n, self.seed, self.split, self.size = world, n, seed, split, size
         self.class_names = list(world.class_names)
         self.ignore_value = IGNORE
+        self._kept: Optional[Dict[int, Scene]] = {} if keep else None
 
     def __len__(self) -> int:
         return self.n
@@ -268,12 +272,18 @@ class ToyDataset(torch.utils.data.Dataset):
     def scene(self, i: int) -> Scene:
         if not -self.n <= i < self.n:
             raise IndexError(f"index {i} out of range for a dataset of {self.n} items")
-        return self.world.scene(self.seed * 1_000_003 + i % self.n, size=self.size, split=self.split)
+        i %= self.n
+        if self._kept is not None and i in self._kept:
+            return self._kept[i]
+        s = self.world.scene(self.seed * 1_000_003 + i, size=self.size, split=self.split)
+        if self._kept is not None:
+            self._kept[i] = s
+        return s
 
     def __getitem__(self, i: int) -> dict:
         s = self.scene(i)
         return {"image": torch.from_numpy(s.image).permute(2, 0, 1).contiguous(),  # (3, H, W) uint8
-                "label": torch.from_numpy(s.label), "class_names": self.class_names,
+                "label": torch.from_numpy(s.label.copy()), "class_names": self.class_names,
                 "ignore_value": IGNORE, "file_name": f"toy-{self.split}-{i % self.n}"}
 
 

@@ -1,5 +1,6 @@
 """The fast deformable attention (one weighted gather) equals the grid_sample reference: values,
 zero padding outside the map, and the gradients to values, locations and weights."""
+import pytest
 import torch
 
 from ebseg_lite.modeling.deform_attn import MSDeformAttn, ms_deform_attn, ms_deform_attn_gather
@@ -58,13 +59,38 @@ def test_module_uses_the_fast_path_with_the_reference_result():
     s = sum(h * w for h, w in SHAPES)
     query, memory = torch.randn(2, 5, 12), torch.randn(2, s, 12)
     ref_pts = torch.rand(2, 5, 3, 2)
-    out = attn(query, ref_pts, memory, SHAPES)
+    with torch.no_grad():
+        out = attn(query, ref_pts, memory, SHAPES)
     import ebseg_lite.modeling.deform_attn as da
     saved = da.ms_deform_attn_gather
     da.ms_deform_attn_gather = da.ms_deform_attn   # the reference through the same module
     try:
-        ref = attn(query, ref_pts, memory, SHAPES)
+        with torch.no_grad():
+            ref = attn(query, ref_pts, memory, SHAPES)
     finally:
         da.ms_deform_attn_gather = saved
     assert torch.allclose(out, ref, atol=1e-5)
     assert not torch.equal(out, torch.zeros_like(out))
+
+
+def test_module_picks_the_path_by_autograd(monkeypatch):
+    """auto: the gather without autograd (inference), grid_sample under autograd (its backward is the
+    cheaper one at training sizes); "gather" / "grid_sample" force one; the values agree either way."""
+    import ebseg_lite.modeling.deform_attn as da
+    calls = []
+    for name in ("ms_deform_attn", "ms_deform_attn_gather"):
+        fn = getattr(da, name)
+        monkeypatch.setattr(da, name, lambda *a, _fn=fn, _n=name, **k: (calls.append(_n), _fn(*a, **k))[1])
+    torch.manual_seed(1)
+    attn = MSDeformAttn(dim=12, n_levels=3, n_heads=3, n_points=2)
+    s = sum(h * w for h, w in SHAPES)
+    query, memory, ref_pts = torch.randn(2, 5, 12), torch.randn(2, s, 12), torch.rand(2, 5, 3, 2)
+    with torch.no_grad():
+        inf = attn(query, ref_pts, memory, SHAPES)
+    train = attn(query, ref_pts, memory, SHAPES)
+    attn.impl = "gather"
+    forced = attn(query, ref_pts, memory, SHAPES)
+    assert calls == ["ms_deform_attn_gather", "ms_deform_attn", "ms_deform_attn_gather"]
+    assert train.requires_grad and torch.allclose(train, inf, atol=1e-5) and torch.allclose(forced, inf, atol=1e-5)
+    with pytest.raises(ValueError, match="impl"):
+        MSDeformAttn(dim=12, n_levels=3, n_heads=3, impl="cuda")

@@ -114,6 +114,22 @@ def test_dataset_items(world):
         ds[5]
 
 
+def test_kept_dataset_renders_each_scene_once(world, monkeypatch):
+    kept = world.dataset(3, seed=2, split="train", size=64, keep=True)
+    fresh = world.dataset(3, seed=2, split="train", size=64)
+    first = [kept[i] for i in range(3)]
+    rendered = []
+    real = type(world).scene
+    monkeypatch.setattr(type(world), "scene", lambda self, *a, **k: (rendered.append(a), real(self, *a, **k))[1])
+    again = [kept[i] for i in (0, 1, 2, -1)]
+    assert rendered == []                                   # every read after the first is from memory
+    for a, b in zip(again, first + [first[2]]):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+    again[0]["label"][:] = 0                                # a consumer's in-place edit stays in its copy
+    assert torch.equal(kept[0]["label"], fresh[0]["label"]) and bool((first[0]["label"] != 0).any())
+    assert len(rendered) == 1                               # fresh[0] was rendered, kept[0] was not
+
+
 def test_forced_classes(world):
     s = world.scene(11, things=[3], stuff=[world.stuff_ids[1]], num_objects=1)
     assert s.classes == [3, world.stuff_ids[1]]
