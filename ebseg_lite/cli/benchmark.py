@@ -15,6 +15,12 @@ def cmd_benchmark(args) -> int:
         res = run_suite(args.preset, args.size, args.repeat, args.out, text=not args.no_text,
                         with_toy=args.with_toy, with_tests=args.with_tests)
         print(table(res))
+        if args.markdown:
+            from ebseg_lite.eval.benchmark_suite import markdown
+            flags = " ".join(f for f, on in (("--no-text", args.no_text), ("--with-toy", args.with_toy),
+                                               ("--with-tests", args.with_tests)) if on)
+            cmd = f"ebseg-lite benchmark --suite --preset {args.preset} --size {args.size} --repeat {args.repeat} {flags}"
+            Path(args.markdown).write_text(markdown(res, cmd.strip()))
         return 0
     if args.train:
         res = train_step_cost(args.preset, batch=args.batch, size=args.size, steps=args.steps, device=args.device,
@@ -45,4 +51,5 @@ def add_parser(sub) -> None:
     b.add_argument("--with-toy", action="store_true", help="--suite: also time the toy demo")
     b.add_argument("--with-tests", action="store_true", help="--suite: also time the test suite")
     b.add_argument("--out", default=None, help="write the figures as JSON")
+    b.add_argument("--markdown", default=None, help="--suite: write the README's speed section (Markdown) here")
     b.set_defaults(func=cmd_benchmark)

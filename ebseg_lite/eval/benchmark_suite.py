@@ -224,3 +224,43 @@ def table(res: Dict[str, object]) -> str:
         if k in res:
             add(f"{k}.seconds", res[k]["seconds"])
     return "\n".join(lines)
+
+
+def markdown(res: Dict[str, object], command: str) -> str:
+    """The README's speed section from a suite result: every figure with the command that measured it."""
+    e, c = res["encode"], res["classify"]
+    med = lambda v: v["median"] if isinstance(v, dict) else v
+    rng = lambda v, f="{:.2f}": f"{f.format(v['median'])} ({f.format(v['min'])}-{f.format(v['max'])})"
+    ms = lambda v: rng({k: 1000 * v[k] for k in ("median", "min", "max")}, "{:.0f}")
+    lines = [f"Measured by `{command}` ({res['preset']}, random weights, {res['size']}x{res['size']}, "
+             f"{res['threads']} threads, median (min-max) of {res['repeat']} interleaved runs; peak resident "
+             f"{max(v.get('peak_rss_gb', 0) for v in res.values() if isinstance(v, dict)):.1f} GB):", "",
+             "| figure | seconds |", "|---|---|",
+             f"| open_clip `VisionTransformer.forward` (unmodified) | {rng(e['lib_clip'])} |",
+             f"| segment-anything `ImageEncoderViT.forward` (unmodified) | {rng(e['lib_sam'])} |",
+             f"| `encode` (all of `forward_features`) | {rng(e['encode'])} |",
+             f"| **ratio** encode / the two library encoders | **{rng(e['ratio'])}** (CPU time: {rng(e['ratio_cpu'])}) |"]
+    lines += [f"| stage `{k[len('stage_'):]}` | {rng(v)} |" for k, v in e.items() if k.startswith("stage_")]
+    lines += ["", "| classify (cached vocabulary of %d classes) | ms |" % c["num_classes"], "|---|---|",
+              f"| full-resolution `labels` | {ms(c['classify_cached_full_labels'])} |",
+              f"| mask-resolution `mask_labels` (the explorer's re-classification) | {ms(c['classify_cached_mask_labels'])} |",
+              f"| dense reference, full resolution (eq. 14 at every pixel, argmax) | {ms(c['dense_full_labels_reference'])} |",
+              f"| dense reference, mask resolution | {ms(c['dense_mask_labels_reference'])} |",
+              f"| new vocabulary (text tower, disk cache off), full labels | {1000 * med(c['classify_new_vocabulary_labels']):.0f} |",
+              "", f"Labels equal the dense reference: {c['labels_equal_reference']}."]
+    if "text" in res:
+        lines += ["", "| text embeddings (all templates) | cold, s | warm, new process, s |", "|---|---|---|"]
+        for vocab, v in res["text"].items():
+            if isinstance(v, dict):
+                warm = v["warm_new_process"].get("seconds")
+                lines.append(f"| {vocab} ({v['names']} names) | {v['cold_seconds']:.1f} | "
+                             f"{'failed' if warm is None else f'{warm:.2f}'} |")
+    if "text_paths" in res:
+        t = res["text_paths"]
+        lines += ["", f"Text path, {t['names']} names x {t['templates']} templates: prefix-sharing "
+                      f"{rng(t['shared_prefix_seconds'], '{:.1f}')} s, padded {rng(t['padded_seconds'], '{:.1f}')} s, "
+                      f"largest difference {t['max_abs_diff']:.1e}."]
+    for k, what in (("toy_demo", "the toy demo"), ("test_suite", "the test suite")):
+        if k in res:
+            lines.append(f"\n`{res[k]['command']}` ({what}): {res[k]['seconds']:.0f} s.")
+    return "\n".join(lines) + "\n"

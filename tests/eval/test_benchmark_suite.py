@@ -31,3 +31,30 @@ def test_suite_parts_and_table(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "s.json").read_text())["preset"] == "tiny"
     text = bs.table(res)
     assert "encode.ratio" in text and "classify.classify_cached_mask_labels" in text
+
+
+def _spread(m, lo, hi):
+    return {"median": m, "min": lo, "max": hi}
+
+
+def test_markdown_section_carries_each_figure_and_its_command():
+    res = {"preset": "vit_b", "size": 640, "threads": 2, "repeat": 3,
+           "encode": {"lib_clip": _spread(0.5, 0.4, 0.6), "lib_sam": _spread(4.0, 3.9, 4.2),
+                      "encode": _spread(7.2, 7.0, 7.9), "ratio": _spread(1.6, 1.55, 1.7),
+                      "ratio_cpu": _spread(1.5, 1.4, 1.6), "stage_pixel_decoder": _spread(2.5, 2.4, 2.6),
+                      "runs": [], "peak_rss_gb": 3.25},
+           "classify": {"classify_new_vocabulary_labels": 12.5, "classify_cached_full_labels": _spread(0.1234, 0.1, 0.2),
+                        "classify_cached_mask_labels": _spread(0.0215, 0.02, 0.03),
+                        "dense_full_labels_reference": _spread(1.5, 1.4, 1.6),
+                        "dense_mask_labels_reference": _spread(0.05, 0.04, 0.06), "labels_equal_reference": True,
+                        "num_classes": 150, "peak_rss_gb": 3.5},
+           "text": {"ade20k_150": {"names": 150, "cold_seconds": 8.25, "warm_new_process": {"seconds": 0.4}},
+                    "peak_rss_gb": 3.6}}
+    md = bs.markdown(res, "ebseg-lite benchmark --suite --preset vit_b")
+    assert "`ebseg-lite benchmark --suite --preset vit_b`" in md and "peak resident 3.6 GB" in md
+    assert "**1.60 (1.55-1.70)**" in md                     # the ratio, median (min-max)
+    assert "| stage `pixel_decoder` | 2.50 (2.40-2.60) |" in md
+    assert "| full-resolution `labels` | 123 (100-200) |" in md     # seconds -> ms
+    assert "| mask-resolution `mask_labels` (the explorer's re-classification) | 22 (20-30) |" in md
+    assert "| ade20k_150 (150 names) | 8.2 | 0.40 |" in md
+    assert "Labels equal the dense reference: True." in md
