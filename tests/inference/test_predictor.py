@@ -250,3 +250,29 @@ def test_vit_b_forward_640_random_weights():
     enc = m.encode(img, keep_intermediates=False)
     check_shape(enc.masks, (100, 160, 160)); check_shape(enc.B, (100, 512)); check_shape(enc.F_clip, (512, 20, 20))
     check_shape(enc.attn_bias, (12, 100, 20, 20))
+
+
+def test_encode_runs_in_eval_mode_and_restores_the_callers_mode(tiny_model, rgb_image, monkeypatch):
+    """encode runs every module in eval mode (no dropout), leaves a training model training, and does
+    not walk the modules to switch modes when nothing is training."""
+    model = tiny_model.model
+    seen = []
+    monkeypatch.setattr(type(model), "forward_features",
+                        lambda self, *a, _f=type(model).forward_features, **k:
+                        (seen.append(any(m.training for m in self.modules())), _f(self, *a, **k))[1])
+    switches = []
+    real_train = type(model).train
+    monkeypatch.setattr(type(model), "train", lambda self, mode=True: (switches.append(mode), real_train(self, mode))[1])
+    model.eval()
+    switches.clear()
+    tiny_model.encode(rgb_image)
+    assert seen == [False] and switches == []               # already in eval mode: no switching
+    model.train()
+    switches.clear()
+    tiny_model.encode(rgb_image)
+    assert seen == [False, False] and switches == [False, True] and model.training
+    model.decoder.train()                                   # only a sub-module training: still eval inside
+    model.training = False
+    tiny_model.encode(rgb_image)
+    assert seen[-1] is False and not model.training
+    tiny_model.eval()
