@@ -13,6 +13,10 @@ region at all):
   outside the mask set to CLIP's mean colour (what a two-stage method such as SimSeg sees);
 * ``A / B / D of the best query``: the trained model's own embeddings for the query whose mask
   overlaps the instance best (the decoder's masks are good; is its classification?).
+
+:func:`mask_oracle_miou` asks the converse: the model's own masks, each query told its true class
+(the ground-truth class covering most of its mask), through the same eq. 14 and evaluator. It is the
+mIoU any way of classifying these masks could reach, the ceiling of every row of the demo's table.
 """
 from __future__ import annotations
 
@@ -95,3 +99,42 @@ def oracle_probe(predictor, *, n_scenes: int = 60, seed: int = 98, start_blocks:
         result[f"{name}: all"] = float(100 * ok.mean())
         result[f"{name}: new"] = float(100 * (ok * new).sum() / new.sum().clamp_min(1))
     return result
+
+
+def oracle_class_probs(mask_logits: torch.Tensor, label: torch.Tensor, num_classes: int, *,
+                       ignore_value: int = 255) -> torch.Tensor:
+    """Each query's true class as a one-hot row: the ground-truth class covering most of the pixels
+    where its mask is on (sigmoid > 0.5); a query whose mask covers no labelled pixel gets a zero row
+    (it adds nothing to eq. 14).
+
+    Args:
+        mask_logits: (N, H, W) mask logits at the label's size.  label: (H, W) class ids.
+    Returns:
+        (N, K) class probabilities for :func:`~ebseg_lite.modeling.balance.semantic_inference`.
+    """
+    on = (mask_logits > 0).flatten(1).float()                             # (N, H*W)
+    valid = (label != ignore_value).flatten()
+    onehot = F.one_hot(label.flatten().clamp(max=num_classes - 1), num_classes).float() * valid[:, None]  # (H*W, K)
+    votes = on @ onehot                                                   # (N, K) pixels of each class
+    probs = F.one_hot(votes.argmax(-1), num_classes).float()
+    return probs * (votes.sum(-1, keepdim=True) > 0)
+
+
+@torch.no_grad()
+def mask_oracle_miou(predictor, dataset, *, seen=None) -> Dict[str, float]:
+    """mIoU (all / seen / new, %) of the model's own masks when every query is given its true class
+    (:func:`oracle_class_probs`), labels by eq. 14 as in every mode. ``seen``: (K,) bool, default the
+    toy world's split."""
+    from ebseg_lite.eval.metrics import SemSegEvaluator
+    from ebseg_lite.inference.outputs import label_map, upsample_masks
+    names = list(dataset.class_names)
+    seen = torch.tensor(ToyWorld().seen) if seen is None else torch.as_tensor(seen)
+    ev = SemSegEvaluator(len(names), seen=seen.numpy())
+    for i in range(len(dataset)):
+        item = dataset[i]
+        enc = predictor.encode(item["image"], keep_intermediates=False)
+        masks = upsample_masks(enc.masks, enc)                            # (N, H, W) logits
+        probs = oracle_class_probs(masks, item["label"], len(names), ignore_value=dataset.ignore_value)
+        ev.update(label_map(probs, masks)[0], item["label"])
+    r = ev.compute()
+    return {k: float(r[k]) for k in ("mIoU", "mIoU_seen", "mIoU_new")}
