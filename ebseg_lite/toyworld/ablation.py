@@ -16,7 +16,9 @@ How the paper's rows map onto the toy world:
 * table 3 (embeddings): single embeddings and pairs of the SSC model; the same model with the head
   over ViT-B's last quarter (blocks 10-12) instead of the toy preset's last half; and
   :func:`~ebseg_lite.toyworld.probe.oracle_probe`: the embeddings computed from *ground-truth* masks,
-  which tells the decoder's share of an error from CLIP's;
+  which tells the decoder's share of an error from CLIP's; and
+  :func:`~ebseg_lite.toyworld.probe.mask_oracle_miou`: the model's own masks with true classes, the
+  ceiling of every row;
 * table 4 (balancing): the same weights for every class vs the official per-class ones vs the paper's form;
 * table 5 (SSC placement): SSC on A / B / both, on the last 1 / last 3 / all decoder outputs;
 * table 6 (SSC): with and without, balanced and on A alone (SSC acts on A);
@@ -32,8 +34,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ebseg_lite.builder import build_model
 from ebseg_lite.io.files import atomic_write
-from ebseg_lite.toyworld.experiments import ToyRun, evaluate_runs, spread, summary, train_jobs
-from ebseg_lite.toyworld.probe import oracle_probe
+from ebseg_lite.toyworld.experiments import ToyRun, evaluate_runs, held_out_scenes, spread, summary, train_jobs
+from ebseg_lite.toyworld.probe import mask_oracle_miou, oracle_probe
 
 #: variant -> (SSC on?, TrainConfig overrides). "ssc" / "no_ssc" are the demo's two models.
 VARIANTS: Dict[str, Tuple[bool, dict]] = {
@@ -117,6 +119,10 @@ def format_table(num: int, result: dict) -> str:
         lines += ["", "Embeddings from ground-truth masks (instance accuracy %, all 36 classes; mean +- std over seeds):"]
         for k, v in result["oracle_probe"].items():
             lines.append(f"  {k:58s} {v['mean']:5.1f} +- {v['std']:3.1f}")
+    if "mask_oracle" in result:
+        lines += ["", "The model's own masks, every query told its true class (the ceiling of every row above):"]
+        c = lambda k: f"{result['mask_oracle'][k]['mean']:5.1f} +- {result['mask_oracle'][k]['std']:3.1f}"
+        lines.append(f"  all {c('mIoU')}, seen {c('mIoU_seen')}, new {c('mIoU_new')}")
     return "\n".join(lines)
 
 
@@ -138,11 +144,13 @@ def run_ablation(out_dir="toyworld_ablation", *, tables: Sequence[int] = (3,), s
                               run, workers=workers, progress=progress)
     per: Dict[str, List[dict]] = {}
     probes: List[Dict[str, float]] = []
+    ceilings: List[Dict[str, float]] = []
     for job in jobs:
         per.setdefault(job[2], []).append(summary(evaluated[job]))
         if 3 in tables and job[2] == "ssc":
             model = build_model("toy", checkpoint=str(dirs[job] / "model.safetensors"), **model_overrides(job[2]))
             probes.append(oracle_probe(model, n_scenes=probe_scenes))
+            ceilings.append(mask_oracle_miou(model, held_out_scenes(run.test_scenes, size=run.size)))
     result = {"seeds": list(seeds), "run": dataclasses.asdict(run), "variants": {v: VARIANTS[v][1] for v in variants},
               "per_seed": per, "tables": {}}
     for n in tables:
@@ -150,6 +158,7 @@ def run_ablation(out_dir="toyworld_ablation", *, tables: Sequence[int] = (3,), s
         res = {"title": TABLES[n][0], "seeds": list(seeds), "rows": rows, "paper": TABLES[n][2]}
         if n == 3 and probes:
             res["oracle_probe"] = spread([{"x": p} for p in probes])["x"]
+            res["mask_oracle"] = spread([{"x": c} for c in ceilings])["x"]
         result["tables"][str(n)] = res
         text = format_table(n, res)
         atomic_write(out / f"table{n}.txt", lambda tmp, t=text: Path(tmp).write_text(t + "\n"))
