@@ -58,3 +58,16 @@ def test_markdown_section_carries_each_figure_and_its_command():
     assert "| mask-resolution `mask_labels` (the explorer's re-classification) | 22 (20-30) |" in md
     assert "| ade20k_150 (150 names) | 8.2 | 0.40 |" in md
     assert "Labels equal the dense reference: True." in md
+
+
+def test_new_vocabulary_figure_runs_the_text_tower_even_with_a_warm_disk_cache(tmp_path, monkeypatch):
+    import ebseg_lite.inference.predictor as pred_mod
+    monkeypatch.setenv("EBSEG_CACHE_DIR", str(tmp_path / "cache"))
+    p = quiet_build("tiny", seed=0)
+    p.text_embeddings([f"class {i}" for i in range(3)])     # now on disk and in memory
+    calls = []
+    real = pred_mod.encode_class_names
+    monkeypatch.setattr(pred_mod, "encode_class_names", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    bs.classify_suite(p, 64, num_classes=3, repeat=1)
+    assert len(calls) == 1                                  # the timed new-vocabulary call, and only it
+    assert bs.os.environ["EBSEG_CACHE_DIR"] == str(tmp_path / "cache")   # restored
