@@ -18,6 +18,7 @@ Random weights: the cost does not depend on the values. Nothing is asserted.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -42,6 +43,20 @@ from ebseg_lite.modeling.text import encode_class_names, get_templates
 
 def _rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+
+
+@contextlib.contextmanager
+def _cache_dir(value: str):
+    """``$EBSEG_CACHE_DIR`` set to ``value`` (a folder, or ``off``) inside the block, restored after."""
+    old = os.environ.get("EBSEG_CACHE_DIR")
+    os.environ["EBSEG_CACHE_DIR"] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("EBSEG_CACHE_DIR", None)
+        else:
+            os.environ["EBSEG_CACHE_DIR"] = old
 
 
 def _spread(xs: List[float]) -> Dict[str, float]:
@@ -104,15 +119,11 @@ def classify_suite(predictor, size: int = 640, num_classes: int = 150, repeat: i
     img = torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     enc = predictor.encode(img, keep_intermediates=False)
     names = [f"class {i}" for i in range(num_classes)]
-    old = os.environ.get("EBSEG_CACHE_DIR")
-    os.environ["EBSEG_CACHE_DIR"] = "off"                # a new vocabulary: the text tower runs, no disk hit
-    try:
+    with _cache_dir("off"):                              # a new vocabulary: the text tower runs, no disk hit
         predictor.clear_text_cache()
         w = time.perf_counter()
         predictor.classify(enc, names).labels
         new = time.perf_counter() - w
-    finally:
-        os.environ.pop("EBSEG_CACHE_DIR") if old is None else os.environ.__setitem__("EBSEG_CACHE_DIR", old)
     full, low, full_ref, low_ref, same = [], [], [], [], True
     for r in range(repeat):
         ws = (0.3 + 0.01 * r, 0.6, 0.1)                    # a slider move: new weights, cached text
@@ -162,20 +173,15 @@ print(json.dumps({{"seconds": dt, "hits": p._disk_cache.hits, "misses": p._disk_
 def text_suite(preset: str, predictor, vocabularies=("ade20k_150", "ade20k_847")) -> Dict[str, object]:
     """Cold: an empty disk cache in this process. Warm: a new process reading that cache."""
     res = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        old = os.environ.get("EBSEG_CACHE_DIR")
-        os.environ["EBSEG_CACHE_DIR"] = tmp
-        try:
-            for vocab in vocabularies:
-                names = load_class_names(vocab)
-                predictor.clear_text_cache()
-                w = time.perf_counter(); predictor.text_embeddings(names); cold = time.perf_counter() - w
-                code = _WARM.format(threads=torch.get_num_threads(), preset=preset, vocab=vocab)
-                out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
-                warm = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"error": out.stderr[-500:]}
-                res[vocab] = {"names": len(names), "cold_seconds": cold, "warm_new_process": warm}
-        finally:
-            os.environ.pop("EBSEG_CACHE_DIR") if old is None else os.environ.__setitem__("EBSEG_CACHE_DIR", old)
+    with tempfile.TemporaryDirectory() as tmp, _cache_dir(tmp):
+        for vocab in vocabularies:
+            names = load_class_names(vocab)
+            predictor.clear_text_cache()
+            w = time.perf_counter(); predictor.text_embeddings(names); cold = time.perf_counter() - w
+            code = _WARM.format(threads=torch.get_num_threads(), preset=preset, vocab=vocab)
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+            warm = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"error": out.stderr[-500:]}
+            res[vocab] = {"names": len(names), "cold_seconds": cold, "warm_new_process": warm}
     res["peak_rss_gb"] = _rss_gb()
     return res
 
