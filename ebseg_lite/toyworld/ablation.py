@@ -18,7 +18,8 @@ How the paper's rows map onto the toy world:
   :func:`~ebseg_lite.toyworld.probe.oracle_probe`: the embeddings computed from *ground-truth* masks,
   which tells the decoder's share of an error from CLIP's; and
   :func:`~ebseg_lite.toyworld.probe.mask_oracle_miou`: the model's own masks with true classes, the
-  ceiling of every row;
+  ceiling of every row; and :func:`~ebseg_lite.toyworld.probe.query_vs_map`: instance accuracy of
+  the best query against the map's, and A among the seen names only;
 * table 4 (balancing): the same weights for every class vs the official per-class ones vs the paper's form;
 * table 5 (SSC placement): SSC on A / B / both, on the last 1 / last 3 / all decoder outputs;
 * table 6 (SSC): with and without, balanced and on A alone (SSC acts on A);
@@ -35,7 +36,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ebseg_lite.builder import build_model
 from ebseg_lite.io.files import atomic_write
 from ebseg_lite.toyworld.experiments import ToyRun, evaluate_runs, held_out_scenes, spread, summary, train_jobs
-from ebseg_lite.toyworld.probe import mask_oracle_miou, oracle_probe
+from ebseg_lite.toyworld.modes import MODES
+from ebseg_lite.toyworld.probe import mask_oracle_miou, oracle_probe, query_vs_map
 
 #: variant -> (SSC on?, TrainConfig overrides). "ssc" / "no_ssc" are the demo's two models.
 VARIANTS: Dict[str, Tuple[bool, dict]] = {
@@ -51,6 +53,8 @@ VARIANTS: Dict[str, Tuple[bool, dict]] = {
 }
 
 OFFICIAL = "A+B+D official"
+#: the modes whose query-level and map-level instance accuracy table 3 reports
+PROBE_MODES = ("A", "B", "D", "B+D", OFFICIAL)
 
 #: table -> (title, rows (label, variant, mode), the paper's figures on ADE-150 (ViT-B) where the spec gives them)
 TABLES: Dict[int, Tuple[str, List[Tuple[str, str, str]], Dict[str, str]]] = {
@@ -123,6 +127,13 @@ def format_table(num: int, result: dict) -> str:
         lines += ["", "The model's own masks, every query told its true class (the ceiling of every row above):"]
         c = lambda k: f"{result['mask_oracle'][k]['mean']:5.1f} +- {result['mask_oracle'][k]['std']:3.1f}"
         lines.append(f"  all {c('mIoU')}, seen {c('mIoU_seen')}, new {c('mIoU_new')}")
+    if "query_vs_map" in result:
+        lines += ["", "Instance accuracy %: the best-overlapping query's class vs the map's majority label "
+                  "(seen / new instances); A..: the query among the seen names only:"]
+        for mode, v in result["query_vs_map"].items():
+            c = lambda k: f"{v[k]['mean']:5.1f} +- {v[k]['std']:3.1f}"
+            lines.append(f"  {mode:16s} query {c('query_seen')} / {c('query_new')}   map {c('map_seen')} / "
+                         f"{c('map_new')}   seen names only {c('query_seen_names')}")
     return "\n".join(lines)
 
 
@@ -145,12 +156,14 @@ def run_ablation(out_dir="toyworld_ablation", *, tables: Sequence[int] = (3,), s
     per: Dict[str, List[dict]] = {}
     probes: List[Dict[str, float]] = []
     ceilings: List[Dict[str, float]] = []
+    instances: List[Dict[str, Dict[str, float]]] = []
     for job in jobs:
         per.setdefault(job[2], []).append(summary(evaluated[job]))
         if 3 in tables and job[2] == "ssc":
             model = build_model("toy", checkpoint=str(dirs[job] / "model.safetensors"), **model_overrides(job[2]))
             probes.append(oracle_probe(model, n_scenes=probe_scenes))
             ceilings.append(mask_oracle_miou(model, held_out_scenes(run.test_scenes, size=run.size)))
+            instances.append(query_vs_map(model, {m: MODES[m] for m in PROBE_MODES}, n_scenes=probe_scenes))
     result = {"seeds": list(seeds), "run": dataclasses.asdict(run), "variants": {v: VARIANTS[v][1] for v in variants},
               "per_seed": per, "tables": {}}
     for n in tables:
@@ -159,6 +172,7 @@ def run_ablation(out_dir="toyworld_ablation", *, tables: Sequence[int] = (3,), s
         if n == 3 and probes:
             res["oracle_probe"] = spread([{"x": p} for p in probes])["x"]
             res["mask_oracle"] = spread([{"x": c} for c in ceilings])["x"]
+            res["query_vs_map"] = spread(instances)
         result["tables"][str(n)] = res
         text = format_table(n, res)
         atomic_write(out / f"table{n}.txt", lambda tmp, t=text: Path(tmp).write_text(t + "\n"))

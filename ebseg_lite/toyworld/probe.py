@@ -14,6 +14,11 @@ region at all):
 * ``A / B / D of the best query``: the trained model's own embeddings for the query whose mask
   overlaps the instance best (the decoder's masks are good; is its classification?).
 
+:func:`query_vs_map` separates a query's classification from eq. 14's map: for every ground-truth
+instance, is the best-overlapping query's class right, and is the map's majority label over the
+instance right? Where the first holds and the second fails, *other* queries covering the same
+region (duplicates not yet pushed to "no object") carry another class into the map.
+
 :func:`mask_oracle_miou` asks the converse: the model's own masks, each query told its true class
 (the ground-truth class covering most of its mask), through the same eq. 14 and evaluator. It is the
 mIoU any way of classifying these masks could reach, the ceiling of every row of the demo's table.
@@ -138,3 +143,70 @@ def mask_oracle_miou(predictor, dataset, *, seen=None) -> Dict[str, float]:
         ev.update(label_map(probs, masks)[0], item["label"])
     r = ev.compute()
     return {k: float(r[k]) for k in ("mIoU", "mIoU_seen", "mIoU_new")}
+
+
+def best_queries(masks: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
+    """The query whose mask (logits > 0) has the highest IoU with each instance.
+
+    Args:
+        masks: (N, H, W) mask logits.  instances: (M, H, W) bool.
+    Returns:
+        (M,) int64 query indices.
+    """
+    on, gt = (masks > 0).flatten(1).float(), instances.flatten(1).float()
+    inter = gt @ on.T                                                     # (M, N)
+    union = gt.sum(1, keepdim=True) + on.sum(1)[None] - inter
+    return (inter / union.clamp_min(1)).argmax(1)
+
+
+def majority_labels(labels: torch.Tensor, instances: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The most frequent predicted class over each instance's pixels.
+
+    Args:
+        labels: (H, W) predicted class ids (num_classes or more = void).  instances: (M, H, W) bool.
+    Returns:
+        (M,) int64 class ids (num_classes when void wins).
+    """
+    onehot = F.one_hot(labels.clamp(0, num_classes).flatten(), num_classes + 1).float()  # (H*W, K+1)
+    return (instances.flatten(1).float() @ onehot).argmax(1)
+
+
+@torch.no_grad()
+def query_vs_map(predictor, modes: Dict[str, dict], *, n_scenes: int = 60, seed: int = 98) -> Dict[str, Dict[str, float]]:
+    """Per mode, instance accuracy (%) on seen and on new classes of held-out test scenes, two ways:
+    ``query_*`` the best-overlapping query's class (its row of the mode's class probabilities),
+    ``map_*`` the majority label of the mode's eq. 14 map over the instance; ``query_seen_names``
+    the best query's class among the seen names only (seen instances): what it says when the new
+    names that share a word with its class are not in the vocabulary.
+
+    Args:
+        modes: {name: classify kwargs}, e.g. :data:`~ebseg_lite.toyworld.modes.MODES`.
+    Returns:
+        {mode: {"query_seen", "query_new", "map_seen", "map_new", "query_seen_names"}}.
+    """
+    from ebseg_lite.inference.outputs import upsample_masks
+    world = ToyWorld()
+    names, seen = world.class_names, torch.tensor(world.seen)
+    data = world.dataset(n_scenes, seed=seed, split="test", size=128)
+    seen_ids = torch.nonzero(seen).flatten()
+    hits = {m: {"query": [], "map": [], "seen_names": []} for m in modes}
+    is_new = []
+    for i in range(n_scenes):
+        s = data.scene(i)
+        truth, gt = torch.from_numpy(s.instance_labels), torch.from_numpy(s.instances)
+        enc = predictor.encode(torch.from_numpy(s.image).permute(2, 0, 1), keep_intermediates=False)
+        best = best_queries(upsample_masks(enc.masks, enc), gt)
+        is_new.append(~seen[truth])
+        for m, kw in modes.items():
+            pred = predictor.classify(enc, names, seen=seen, **kw)
+            hits[m]["query"].append(pred.class_probs[best, :len(names)].argmax(-1) == truth)
+            hits[m]["map"].append(majority_labels(pred.labels.cpu(), gt, len(names)) == truth)
+            hits[m]["seen_names"].append(seen_ids[pred.class_probs[best][:, seen_ids].argmax(-1)] == truth)
+    new = torch.cat(is_new)
+    pct = lambda ok, sel: float(100 * ok[sel].float().mean()) if bool(sel.any()) else float("nan")
+    out = {}
+    for m, h in hits.items():
+        q, mp, sn = torch.cat(h["query"]), torch.cat(h["map"]), torch.cat(h["seen_names"])
+        out[m] = {"query_seen": pct(q, ~new), "query_new": pct(q, new), "map_seen": pct(mp, ~new), "map_new": pct(mp, new),
+                  "query_seen_names": pct(sn, ~new)}
+    return out

@@ -109,3 +109,13 @@ def test_oracle_probe_reports_every_way_for_all_and_new(monkeypatch):
     for k, v in r.items():  # accuracies over the GT instances: whole counts of them
         n = n_new if k.endswith(": new") else n_all
         assert abs(v * n / 100 - round(v * n / 100)) < 1e-6, (k, v)
+
+
+def test_table3_text_lists_query_and_map_accuracy_per_mode():
+    from ebseg_lite.toyworld.ablation import format_table
+    st = lambda m: {"mean": m, "std": 0.5}
+    keys = ("query_seen", "query_new", "map_seen", "map_new", "query_seen_names")
+    res = {"seeds": [0, 1], "rows": [], "query_vs_map": {"A": {k: st(10.0 + i) for i, k in enumerate(keys)}}}
+    line = next(l for l in format_table(3, res).splitlines() if l.strip().startswith("A "))
+    assert line.split() == ["A", "query", "10.0", "+-", "0.5", "/", "11.0", "+-", "0.5", "map", "12.0", "+-", "0.5",
+                            "/", "13.0", "+-", "0.5", "seen", "names", "only", "14.0", "+-", "0.5"]
