@@ -1,5 +1,6 @@
 """The toy world generator: determinism, label/instance consistency, the seen/new split, captions."""
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,3 +175,10 @@ def test_save_scene(tmp_path):
     s = save_scene(tmp_path / "scene.png", seed=4)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "scene.png").convert("RGB")), s.image)
     np.testing.assert_array_equal(s.image, ToyWorld().scene(4).image)
+
+
+def test_shipped_sample_picture_is_scene_sample_seed_pixel_for_pixel():
+    from PIL import Image
+    from ebseg_lite.toyworld.world import SAMPLE_SEED
+    path = Path(__file__).resolve().parents[2] / "data_samples" / "scene.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(path).convert("RGB")), ToyWorld().scene(SAMPLE_SEED).image)
