@@ -14,7 +14,7 @@ import json
 import time
 import warnings
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Callable, Dict, Iterator
 
 import torch
 
@@ -39,12 +39,13 @@ _TIMED_MODULES = (("fusion", "fusion"), ("pixel_decoder", "pixel_decoder"), ("de
 
 
 @contextlib.contextmanager
-def stage_timer(model: EBSeg) -> Iterator[Dict[str, float]]:
+def stage_timer(model: EBSeg, clock: Callable[[], float] = time.perf_counter) -> Iterator[Dict[str, float]]:
     """Seconds spent in each stage while the block runs the real ``model.forward_features``.
 
     Yields a dict that fills as stages run (several calls add up). Functions are wrapped and restored
     on exit; sub-modules get forward pre/post hooks, removed on exit. Nothing is re-spelled: what is
-    timed is exactly what inference runs.
+    timed is exactly what inference runs. ``clock`` is what is read at each stage's start and end:
+    seconds by default; a running FLOP count gives FLOPs per stage (``benchmark_suite.flop_counts``).
     """
     times: Dict[str, float] = {}
     saved = []
@@ -52,11 +53,11 @@ def stage_timer(model: EBSeg) -> Iterator[Dict[str, float]]:
     def wrap(fn, name):
         @functools.wraps(fn)
         def timed(*args, **kwargs):
-            t = time.perf_counter()
+            t = clock()
             try:
                 return fn(*args, **kwargs)
             finally:
-                times[name] = times.get(name, 0.0) + time.perf_counter() - t
+                times[name] = times.get(name, 0.0) + clock() - t
         return timed
 
     for mod, attr, name in _TIMED_FUNCTIONS:
@@ -67,9 +68,9 @@ def stage_timer(model: EBSeg) -> Iterator[Dict[str, float]]:
     handles = []
     for attr, name in _TIMED_MODULES:
         sub = getattr(model, attr)
-        handles.append(sub.register_forward_pre_hook(lambda m, a, name=name: starts.__setitem__(name, time.perf_counter())))
+        handles.append(sub.register_forward_pre_hook(lambda m, a, name=name: starts.__setitem__(name, clock())))
         handles.append(sub.register_forward_hook(
-            lambda m, a, o, name=name: times.__setitem__(name, times.get(name, 0.0) + time.perf_counter() - starts[name])))
+            lambda m, a, o, name=name: times.__setitem__(name, times.get(name, 0.0) + clock() - starts[name])))
     try:
         yield times
     finally:

@@ -2,6 +2,8 @@
 
     ebseg-lite benchmark --suite --preset vit_b --repeat 3 --out bench_suite.json
 
+* ``flops``: GFLOP of the two library encoders, of ``encode`` and of each stage, and their count ratio
+  (:mod:`ebseg_lite.eval.flops`): the time ratio read against the arithmetic it has to do;
 * ``encode``: per-stage seconds of the real ``forward_features`` (:func:`stage_timer`) and, in the same
   process and interleaved run by run, the two unmodified library encoders EBSeg must run (open_clip's
   ``VisionTransformer.forward`` at p * size, segment-anything's ``ImageEncoderViT.forward`` at size): the
@@ -36,6 +38,7 @@ import torch
 from ebseg_lite.builder import build_model
 from ebseg_lite.data.vocabularies import load_class_names
 from ebseg_lite.eval.benchmark import stage_timer
+from ebseg_lite.eval.flops import flop_counts, gflop_per_second
 from ebseg_lite.inference.outputs import label_map, upsample_masks
 from ebseg_lite.modeling.balance import semantic_inference
 from ebseg_lite.modeling.text import encode_class_names, get_templates
@@ -198,7 +201,9 @@ def run_suite(preset: str = "vit_b", size: int = 640, repeat: int = 3, out=None,
         warnings.simplefilter("ignore")
         predictor = build_model(preset)
     res = {"preset": preset, "size": size, "threads": torch.get_num_threads(), "repeat": repeat,
-           "encode": encode_vs_library(predictor, size, repeat), "classify": classify_suite(predictor, size)}
+           "encode": encode_vs_library(predictor, size, repeat),
+           "flops": flop_counts(predictor.model, *library_encoders(predictor, size), size),
+           "classify": classify_suite(predictor, size)}
     if text:
         res["text"] = text_suite(preset, predictor)
         res["text_paths"] = text_paths(predictor)
@@ -224,6 +229,8 @@ def table(res: Dict[str, object]) -> str:
 
     for k, v in res["encode"].items():
         add(f"encode.{k}", v)
+    for k, v in res.get("flops", {}).items():
+        add(f"gflop.{k}", v)
     for k, v in res["classify"].items():
         add(f"classify.{k}", v)
     for k, v in res.get("text_paths", {}).items():
@@ -253,6 +260,14 @@ def markdown(res: Dict[str, object], command: str) -> str:
              f"| `encode` (all of `forward_features`) | {rng(e['encode'])} |",
              f"| **ratio** encode / the two library encoders | **{rng(e['ratio'])}** (CPU time: {rng(e['ratio_cpu'])}) |"]
     lines += [f"| stage `{k[len('stage_'):]}` | {rng(v)} |" for k, v in e.items() if k.startswith("stage_")]
+    if "flops" in res:
+        f, rate = res["flops"], gflop_per_second(res["flops"], e)
+        lib_rate = (f["lib_clip"] + f["lib_sam"]) / (med(e["lib_clip"]) + med(e["lib_sam"]))
+        lines += ["", "| arithmetic (PyTorch `FlopCounterMode`) | GFLOP | GFLOP/s at the median time |", "|---|---|---|"]
+        lines += [f"| {k} | {f[k]:.1f} | {rate[k]:.0f} |" for k in f if k in rate]
+        lines += ["", f"FLOP ratio encode / the two library encoders: **{f['ratio']:.2f}**; the time ratio above "
+                      f"is {med(e['ratio']) / f['ratio']:.2f}x it: `encode` runs at {rate['encode']:.0f} GFLOP/s, "
+                      f"the libraries at {lib_rate:.0f} GFLOP/s."]
     lines += ["", "| classify (cached vocabulary of %d classes) | ms |" % c["num_classes"], "|---|---|",
               f"| full-resolution `labels` | {ms(c['classify_cached_full_labels'])} |",
               f"| mask-resolution `mask_labels` (the explorer's re-classification) | {ms(c['classify_cached_mask_labels'])} |",

@@ -30,7 +30,8 @@ def test_suite_parts_and_table(tmp_path, monkeypatch):
     assert set(res["classify"]) >= {"classify_cached_full_labels", "classify_cached_mask_labels"}
     assert json.loads((tmp_path / "s.json").read_text())["preset"] == "tiny"
     text = bs.table(res)
-    assert "encode.ratio" in text and "classify.classify_cached_mask_labels" in text
+    assert "encode.ratio" in text and "classify.classify_cached_mask_labels" in text and "gflop.ratio" in text
+    assert res["flops"]["encode"] > res["flops"]["stage_sam_encoder"] > 0
 
 
 def _spread(m, lo, hi):
