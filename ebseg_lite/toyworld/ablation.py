@@ -38,6 +38,7 @@ from ebseg_lite.io.files import atomic_write
 from ebseg_lite.toyworld.experiments import ToyRun, evaluate_runs, held_out_scenes, spread, summary, train_jobs
 from ebseg_lite.toyworld.modes import MODES
 from ebseg_lite.toyworld.probe import mask_oracle_miou, oracle_probe, query_vs_map
+from ebseg_lite.toyworld.report import ablation_figure
 
 #: variant -> (SSC on?, TrainConfig overrides). "ssc" / "no_ssc" are the demo's two models.
 VARIANTS: Dict[str, Tuple[bool, dict]] = {
@@ -141,7 +142,8 @@ def run_ablation(out_dir="toyworld_ablation", *, tables: Sequence[int] = (3,), s
                  run: Optional[ToyRun] = None, probe_scenes: int = 60, workers: Optional[int] = None,
                  progress: bool = True) -> Dict:
     """Train every variant the ``tables`` need (per seed; finished runs in ``out_dir/runs`` are kept),
-    evaluate each on the demo's test scenes, write ``ablation.json`` and ``table{N}.txt``; return the results."""
+    evaluate each on the demo's test scenes, write ``ablation.json``, ``table{N}.txt`` and
+    ``ablation.png`` (:func:`~ebseg_lite.toyworld.report.ablation_figure`); return the results."""
     run = run or ToyRun()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,6 +179,8 @@ def run_ablation(out_dir="toyworld_ablation", *, tables: Sequence[int] = (3,), s
         text = format_table(n, res)
         atomic_write(out / f"table{n}.txt", lambda tmp, t=text: Path(tmp).write_text(t + "\n"))
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    fig = ablation_figure(result)
+    atomic_write(out / "ablation.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     atomic_write(out / "ablation.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
     return result
 

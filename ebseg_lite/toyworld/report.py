@@ -90,3 +90,23 @@ def write_figures(out: Path, models: Dict, dataset, per: Dict, world) -> Dict[st
     fig, gaps = affinity_figure({tag: m for (tag, s), m in models.items() if s == seed}, dataset, world)
     save(fig, "affinity.png")
     return gaps
+
+
+def ablation_figure(result: Dict, tables=None) -> Figure:
+    """One panel per ablation table of ``result`` (``toyworld ablate``'s ``ablation.json``): seen and
+    new mIoU of each row, mean over seeds with the std as an error bar."""
+    nums = [str(n) for n in (tables or sorted(result["tables"], key=int))]
+    fig = Figure(figsize=(4.2 * len(nums), 4.4), layout="constrained")
+    axes = fig.subplots(1, len(nums), squeeze=False)[0]
+    for ax, n in zip(axes, nums):
+        rows = result["tables"][n]["rows"]
+        x = np.arange(len(rows))
+        for j, (key, color) in enumerate((("mIoU_seen", "tab:blue"), ("mIoU_new", "tab:orange"))):
+            ax.bar(x + (j - 0.5) * 0.4, [r[key]["mean"] for r in rows], width=0.4, color=color,
+                   yerr=[r[key]["std"] for r in rows], capsize=2, label=key.split("_")[1])
+        ax.set_xticks(x, [r["label"] if len(r["label"]) <= 28 else r["label"][:26] + ".." for r in rows],
+                      rotation=40, ha="right", fontsize=7)
+        ax.set_title(f"table {n}: {result['tables'][n]['title']}", fontsize=9)
+        ax.set_ylabel("mIoU % (mean +- std over seeds)")
+    axes[0].legend(fontsize=8)
+    return fig

@@ -64,6 +64,7 @@ def test_ablation_rows_are_the_variants_measured_figures_and_runs_are_reused(tmp
             assert row["hmean"]["mean"] == pytest.approx(sum(h) / 2)
     text = (out / "table7.txt").read_text()
     assert "SAM trained" in text and "no SAM" in text
+    assert (out / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # only the trained-SAM variant saves SAM's blocks; the no-SAM variant was built without SAM features
     from safetensors.torch import load_file
     keys = {v: load_file(str(out / "runs" / f"{v}_seed0" / "model.safetensors")).keys()
@@ -119,3 +120,20 @@ def test_table3_text_lists_query_and_map_accuracy_per_mode():
     line = next(l for l in format_table(3, res).splitlines() if l.strip().startswith("A "))
     assert line.split() == ["A", "query", "10.0", "+-", "0.5", "/", "11.0", "+-", "0.5", "map", "12.0", "+-", "0.5",
                             "/", "13.0", "+-", "0.5", "seen", "names", "only", "14.0", "+-", "0.5"]
+
+
+def test_ablation_figure_draws_each_tables_means_and_stds():
+    from ebseg_lite.toyworld.report import ablation_figure
+    st = lambda m, s: {"mean": m, "std": s}
+    rows = lambda *vals: [{"label": f"row {i}", "mIoU_seen": st(a, 1.0 + i), "mIoU_new": st(b, 0.5)}
+                          for i, (a, b) in enumerate(vals)]
+    result = {"tables": {"2": {"title": "components", "rows": rows((10, 5), (20, 8))},
+                         "7": {"title": "SAM", "rows": rows((30, 12), (25, 9), (40, 1))}}}
+    fig = ablation_figure(result)
+    assert len(fig.axes) == 2 and fig.axes[1].get_title() == "table 7: SAM"
+    heights = [[round(p.get_height(), 6) for p in ax.patches] for ax in fig.axes]
+    assert heights == [[10, 20, 5, 8], [30, 25, 40, 12, 9, 1]]          # seen bars, then new bars
+    from matplotlib.container import ErrorbarContainer
+    err = [c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer)][0].lines[2][0].get_segments()
+    assert [round(seg[1][1] - seg[0][1], 6) for seg in err] == [2.0, 4.0]   # 2 x std of seen rows 0, 1
+    assert len(ablation_figure(result, tables=[7]).axes) == 1
