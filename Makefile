@@ -45,4 +45,4 @@ demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/ebseg-lite toyworld demo --out toyworld_report
 
 clean:
-	rm -rf demo_out toyworld_report build/browser .pytest_cache
+	rm -rf demo_out toyworld_report toyworld_ablation build/browser .pytest_cache

@@ -49,17 +49,18 @@ def _rss_gb() -> float:
 
 
 @contextlib.contextmanager
-def _cache_dir(value: str):
-    """``$EBSEG_CACHE_DIR`` set to ``value`` (a folder, or ``off``) inside the block, restored after."""
-    old = os.environ.get("EBSEG_CACHE_DIR")
-    os.environ["EBSEG_CACHE_DIR"] = value
+def _env(name: str, value: str):
+    """``$name`` set to ``value`` inside the block (for this process and the ones it starts), restored
+    after: ``EBSEG_CACHE_DIR`` (a folder, or ``off``), ``OMP_NUM_THREADS`` (``make demo``'s 1)."""
+    old = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if old is None:
-            os.environ.pop("EBSEG_CACHE_DIR", None)
+            os.environ.pop(name, None)
         else:
-            os.environ["EBSEG_CACHE_DIR"] = old
+            os.environ[name] = old
 
 
 def _spread(xs: List[float]) -> Dict[str, float]:
@@ -122,7 +123,7 @@ def classify_suite(predictor, size: int = 640, num_classes: int = 150, repeat: i
     img = torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     enc = predictor.encode(img, keep_intermediates=False)
     names = [f"class {i}" for i in range(num_classes)]
-    with _cache_dir("off"):                              # a new vocabulary: the text tower runs, no disk hit
+    with _env("EBSEG_CACHE_DIR", "off"):                              # a new vocabulary: the text tower runs, no disk hit
         predictor.clear_text_cache()
         w = time.perf_counter()
         predictor.classify(enc, names).labels
@@ -176,7 +177,7 @@ print(json.dumps({{"seconds": dt, "hits": p._disk_cache.hits, "misses": p._disk_
 def text_suite(preset: str, predictor, vocabularies=("ade20k_150", "ade20k_847")) -> Dict[str, object]:
     """Cold: an empty disk cache in this process. Warm: a new process reading that cache."""
     res = {}
-    with tempfile.TemporaryDirectory() as tmp, _cache_dir(tmp):
+    with tempfile.TemporaryDirectory() as tmp, _env("EBSEG_CACHE_DIR", tmp):
         for vocab in vocabularies:
             names = load_class_names(vocab)
             predictor.clear_text_cache()
@@ -207,8 +208,10 @@ def run_suite(preset: str = "vit_b", size: int = 640, repeat: int = 3, out=None,
     if text:
         res["text"] = text_suite(preset, predictor)
         res["text_paths"] = text_paths(predictor)
-    if with_toy:
-        res["toy_demo"] = _timed([sys.executable, "-m", "ebseg_lite.cli", "toyworld", "demo"])
+    if with_toy:   # a fresh report folder: the demo reuses finished runs it finds
+        with tempfile.TemporaryDirectory() as tmp, _env("OMP_NUM_THREADS", "1"):
+            res["toy_demo"] = _timed([sys.executable, "-m", "ebseg_lite.cli", "toyworld", "demo", "--no-progress",
+                                      "--out", os.path.join(tmp, "toyworld_report")])
     if with_tests:
         res["test_suite"] = _timed([sys.executable, "-m", "pytest", "-q", "tests"])
     if out:

@@ -72,3 +72,20 @@ def test_new_vocabulary_figure_runs_the_text_tower_even_with_a_warm_disk_cache(t
     bs.classify_suite(p, 64, num_classes=3, repeat=1)
     assert len(calls) == 1                                  # the timed new-vocabulary call, and only it
     assert bs.os.environ["EBSEG_CACHE_DIR"] == str(tmp_path / "cache")   # restored
+
+
+def test_toy_demo_is_timed_from_a_fresh_folder_with_one_thread_per_process(tmp_path, monkeypatch):
+    """The demo reuses finished runs it finds: timing it in a used folder would time an evaluation only."""
+    import os
+    seen = []
+    monkeypatch.setattr(bs, "build_model", lambda preset: quiet_build(preset, seed=0))
+    monkeypatch.setattr(bs, "encode_vs_library", lambda *a, **k: {})
+    monkeypatch.setattr(bs, "flop_counts", lambda *a, **k: {})
+    monkeypatch.setattr(bs, "classify_suite", lambda *a, **k: {})
+    monkeypatch.setattr(bs, "_timed", lambda cmd: seen.append((cmd, os.environ.get("OMP_NUM_THREADS"),
+                                                              os.path.isdir(cmd[-1]))) or {"seconds": 1.0})
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    bs.run_suite("tiny", 64, repeat=1, text=False, with_toy=True)
+    (cmd, threads, existed), = seen
+    assert cmd[-2] == "--out" and not existed and threads == "1"
+    assert "OMP_NUM_THREADS" not in os.environ                     # restored
