@@ -82,7 +82,7 @@ def test_toy_demo_is_timed_from_a_fresh_folder_with_one_thread_per_process(tmp_p
     monkeypatch.setattr(bs, "encode_vs_library", lambda *a, **k: {})
     monkeypatch.setattr(bs, "flop_counts", lambda *a, **k: {})
     monkeypatch.setattr(bs, "classify_suite", lambda *a, **k: {})
-    monkeypatch.setattr(bs, "_timed", lambda cmd: seen.append((cmd, os.environ.get("OMP_NUM_THREADS"),
+    monkeypatch.setattr(bs, "_timed", lambda cmd, shown: seen.append((cmd, os.environ.get("OMP_NUM_THREADS"),
                                                               os.path.isdir(cmd[-1]))) or {"seconds": 1.0})
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     bs.run_suite("tiny", 64, repeat=1, text=False, with_toy=True)
