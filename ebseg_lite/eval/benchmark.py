@@ -45,7 +45,7 @@ def stage_timer(model: EBSeg, clock: Callable[[], float] = time.perf_counter) ->
     Yields a dict that fills as stages run (several calls add up). Functions are wrapped and restored
     on exit; sub-modules get forward pre/post hooks, removed on exit. Nothing is re-spelled: what is
     timed is exactly what inference runs. ``clock`` is what is read at each stage's start and end:
-    seconds by default; a running FLOP count gives FLOPs per stage (``benchmark_suite.flop_counts``).
+    seconds by default; a running FLOP count gives FLOPs per stage (:func:`ebseg_lite.eval.flops.flop_counts`).
     """
     times: Dict[str, float] = {}
     saved = []

@@ -123,7 +123,7 @@ def classify_suite(predictor, size: int = 640, num_classes: int = 150, repeat: i
     img = torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     enc = predictor.encode(img, keep_intermediates=False)
     names = [f"class {i}" for i in range(num_classes)]
-    with _env("EBSEG_CACHE_DIR", "off"):                              # a new vocabulary: the text tower runs, no disk hit
+    with _env("EBSEG_CACHE_DIR", "off"):                 # a new vocabulary: the text tower runs, no disk hit
         predictor.clear_text_cache()
         w = time.perf_counter()
         predictor.classify(enc, names).labels

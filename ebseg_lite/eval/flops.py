@@ -1,9 +1,10 @@
 """FLOP counts of ``encode`` and of the two library encoders: the floor a speed ratio is read against.
 
 PyTorch's ``FlopCounterMode`` counts matrix products, convolutions and attention (a multiply-add = 2
-FLOP; element-wise work and softmax are not counted; the CPU fused attention kernel is added here). If our stages ran at the libraries' own GFLOP/s, the time
-ratio encode / (CLIP + SAM) would equal the count ratio: a time ratio near the count ratio means the
-remaining cost is arithmetic the official computation does, not overhead.
+FLOP; element-wise work and softmax are not counted; the CPU fused attention kernel, which it does not
+know, is added here). If our stages ran at the libraries' own GFLOP/s, the time ratio encode / (CLIP +
+SAM) would equal the count ratio: a time ratio near the count ratio means the remaining cost is
+arithmetic the official computation does, not overhead.
 
     from ebseg_lite.eval.flops import flop_counts, gflop_per_second
     counts = flop_counts(predictor.model, visual, sam, clip_size, 640)   # encoders: benchmark_suite.library_encoders
