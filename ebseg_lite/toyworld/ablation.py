@@ -14,7 +14,8 @@ How the paper's rows map onto the toy world:
   balancing (B alone, the CLIP mask-attention embedding a SAN-style model classifies with) and no SSC;
   then balancing (A+B+D, official weights), SAM fusion, SSC are added one at a time;
 * table 3 (embeddings): single embeddings and pairs of the SSC model; the same model with the head
-  over ViT-B's last quarter (blocks 10-12) instead of the toy preset's last half; and
+  over ViT-B's last quarter (blocks 10-12) and over the last three quarters (blocks 4-12, after
+  feature blocks 1, 2, 3) instead of the toy preset's last half; and
   :func:`~ebseg_lite.toyworld.probe.oracle_probe`: the embeddings computed from *ground-truth* masks,
   which tells the decoder's share of an error from CLIP's; and
   :func:`~ebseg_lite.toyworld.probe.mask_oracle_miou`: the model's own masks with true classes, the
@@ -51,6 +52,7 @@ VARIANTS: Dict[str, Tuple[bool, dict]] = {
     "ssc_A_last3": (True, {"ssc_layers": 3}),
     "ssc_A_all": (True, {"ssc_layers": 0}),
     "ssc_head_late": (True, {"model_overrides": {"clip": {"feature_blocks": (3, 6, 9)}}}),  # ViT-B's placement
+    "ssc_head_early": (True, {"model_overrides": {"clip": {"feature_blocks": (1, 2, 3)}}}),  # head over 4-12
 }
 
 OFFICIAL = "A+B+D official"
@@ -65,7 +67,9 @@ TABLES: Dict[int, Tuple[str, List[Tuple[str, str, str]], Dict[str, str]]] = {
                        ("+ SSC (EBSeg)", "ssc", OFFICIAL)], {}),
     3: ("embeddings", [(m, "ssc", m) for m in ("A", "B", "D", "A+B", "A+D", "B+D", OFFICIAL)]
         + [("B, head over blocks 10-12 (ViT-B's quarter)", "ssc_head_late", "B"),
-           ("A+B+D official, head over blocks 10-12", "ssc_head_late", OFFICIAL)],
+           ("A+B+D official, head over blocks 10-12", "ssc_head_late", OFFICIAL),
+           ("B, head over blocks 4-12", "ssc_head_early", "B"),
+           ("A+B+D official, head over blocks 4-12", "ssc_head_early", OFFICIAL)],
         {"A": "17.7", "B": "29.0", "D": "19.7", "A+B": "29.4", "A+D": "26.3", "B+D": "29.7", OFFICIAL: "30.0"}),
     4: ("balancing", [("without balancing (seen weights for all)", "ssc", "A+B+D unbalanced"),
                       ("with balancing (official, geometric)", "ssc", OFFICIAL),

@@ -137,3 +137,16 @@ def test_ablation_figure_draws_each_tables_means_and_stds():
     err = [c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer)][0].lines[2][0].get_segments()
     assert [round(seg[1][1] - seg[0][1], 6) for seg in err] == [2.0, 4.0]   # 2 x std of seen rows 0, 1
     assert len(ablation_figure(result, tables=[7]).axes) == 1
+
+
+def test_head_placement_rows_say_where_their_variants_head_runs():
+    """The mask-attention head runs from the block after the last feature block to the last block (12)."""
+    import re
+    from ebseg_lite.toyworld.presets import toy
+    depth = toy().clip.custom_cfg["vision_cfg"]["layers"]
+    labelled = [(label, v) for label, v, _ in TABLES[3][1] if "head over blocks" in label]
+    assert {v for _, v in labelled} == {"ssc_head_late", "ssc_head_early"}
+    for label, v in labelled:
+        first, last = map(int, re.search(r"blocks (\d+)-(\d+)", label).groups())
+        blocks = VARIANTS[v][1]["model_overrides"]["clip"]["feature_blocks"]
+        assert (first, last) == (max(blocks) + 1, depth), label
