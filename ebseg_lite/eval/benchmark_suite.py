@@ -93,10 +93,11 @@ def library_encoders(predictor, size: int):
 
 
 @torch.no_grad()
-def encode_vs_library(predictor, size: int = 640, repeat: int = 3) -> Dict[str, object]:
-    """Interleaved runs: library CLIP, library SAM, our forward_features; one warm-up round."""
+def encode_vs_library(predictor, size: int = 640, repeat: int = 3, encoders=None) -> Dict[str, object]:
+    """Interleaved runs: library CLIP, library SAM, our forward_features; one warm-up round.
+    ``encoders``: :func:`library_encoders`'s result, built here when not given."""
     model = predictor.model.eval()
-    visual, sam, clip_size = library_encoders(predictor, size)
+    visual, sam, clip_size = encoders or library_encoders(predictor, size)
     img = torch.randint(0, 256, (1, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     c_in, s_in = torch.randn(1, 3, clip_size, clip_size), torch.randn(1, 3, size, size)
     rows = []
@@ -202,9 +203,10 @@ def run_suite(preset: str = "vit_b", size: int = 640, repeat: int = 3, out=None,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         predictor = build_model(preset)
+    encoders = library_encoders(predictor, size)                  # built once, timed and counted
     res = {"preset": preset, "size": size, "threads": torch.get_num_threads(), "repeat": repeat,
-           "encode": encode_vs_library(predictor, size, repeat),
-           "flops": flop_counts(predictor.model, *library_encoders(predictor, size), size),
+           "encode": encode_vs_library(predictor, size, repeat, encoders),
+           "flops": flop_counts(predictor.model, *encoders, size),
            "classify": classify_suite(predictor, size)}
     if text:
         res["text"] = text_suite(preset, predictor)

@@ -12,6 +12,7 @@ arithmetic the official computation does, not overhead.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Dict, Mapping
 
 import torch
@@ -43,10 +44,7 @@ def _sdpa_cpu_flop(query_shape, key_shape, value_shape, *args, out_shape=None, *
     """FLOP of PyTorch's CPU fused attention (``q k^T`` then ``p v``), which the counter does not know."""
     *batch, s_q, d = query_shape
     s_k, d_v = key_shape[-2], value_shape[-1]
-    n = 1
-    for b in batch:
-        n *= b
-    return 2 * n * s_q * s_k * (d + d_v)
+    return 2 * math.prod(batch) * s_q * s_k * (d + d_v)
 
 
 def _counter() -> FlopCounterMode:
