@@ -94,3 +94,12 @@ def test_module_picks_the_path_by_autograd(monkeypatch):
     assert train.requires_grad and torch.allclose(train, inf, atol=1e-5) and torch.allclose(forced, inf, atol=1e-5)
     with pytest.raises(ValueError, match="impl"):
         MSDeformAttn(dim=12, n_levels=3, n_heads=3, impl="cuda")
+
+
+def test_softmax_small_equals_softmax_and_stays_finite_for_large_logits():
+    from ebseg_lite.modeling.deform_attn import softmax_small
+    x = torch.randn(5, 3, 12, generator=torch.Generator().manual_seed(0)) * 4
+    assert torch.allclose(softmax_small(x.clone()), x.softmax(-1), atol=1e-7)
+    big = torch.tensor([[1000.0, 999.0, -1000.0]])   # exp(1000) overflows: the max is subtracted first
+    assert torch.allclose(softmax_small(big), big.softmax(-1), atol=1e-7)
+    assert torch.isfinite(softmax_small(big)).all()
