@@ -103,3 +103,12 @@ def test_softmax_small_equals_softmax_and_stays_finite_for_large_logits():
     big = torch.tensor([[1000.0, 999.0, -1000.0]])   # exp(1000) overflows: the max is subtracted first
     assert torch.allclose(softmax_small(big), big.softmax(-1), atol=1e-7)
     assert torch.isfinite(softmax_small(big)).all()
+
+
+def test_softmax_small_gradient_equals_softmax():
+    from ebseg_lite.modeling.deform_attn import softmax_small
+    x = torch.randn(4, 12, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    g = torch.randn(4, 12, generator=torch.Generator().manual_seed(2))
+    (ref,) = torch.autograd.grad((x.softmax(-1) * g).sum(), x)
+    (ours,) = torch.autograd.grad((softmax_small(x) * g).sum(), x)
+    assert torch.allclose(ours, ref, atol=1e-7)
