@@ -90,8 +90,17 @@ def sam_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return attn.proj(o.transpose(1, 2).reshape(b, h, w, -1))
 
 
+def _mlp_in_place(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """segment-anything's ``MLPBlock`` with the activation applied in place (no second (B, h, w, 4E)
+    buffer); only where no gradient is recorded, since GELU's backward needs its input."""
+    h = mlp.lin1(x)
+    h = torch.ops.aten.gelu_(h) if type(mlp.act) is nn.GELU and mlp.act.approximate == "none" else mlp.act(h)
+    return mlp.lin2(h)
+
+
 def sam_block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """segment-anything's ``Block.forward`` with :func:`sam_attention`; x: (B, h, w, E) -> (B, h, w, E)."""
+    """segment-anything's ``Block.forward`` with :func:`sam_attention`; x: (B, h, w, E) -> (B, h, w, E).
+    Without autograd the two residual sums and the MLP's activation reuse the fresh buffers."""
     y = blk.norm1(x)
     if blk.window_size > 0:
         hw = y.shape[1:3]
@@ -99,8 +108,11 @@ def sam_block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
         y = window_unpartition(sam_attention(blk.attn, y), blk.window_size, pad_hw, hw)
     else:
         y = sam_attention(blk.attn, y)
-    x = x + y
-    return x + blk.mlp(blk.norm2(x))
+    if torch.is_grad_enabled():
+        x = x + y
+        return x + blk.mlp(blk.norm2(x))
+    x = y.add_(x)                     # y is this block's own tensor; the input x may be kept by the caller
+    return _mlp_in_place(blk.mlp, blk.norm2(x)).add_(x)
 
 
 def sam_multiscale_features(encoder: ImageEncoderViT, image: torch.Tensor, *,
