@@ -34,7 +34,7 @@ class MLP(nn.Module):
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """Everything but the last linear layer."""
         for layer in self.layers[:-1]:
-            x = F.relu(layer(x))
+            x = F.relu(layer(x), inplace=True)   # the linear's own output: no second buffer
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
