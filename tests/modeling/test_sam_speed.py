@@ -60,3 +60,23 @@ def test_gradient_checkpointing_gives_the_same_gradient_to_the_positional_embedd
         sum((v * torch.linspace(-1, 1, v.numel()).view_as(v)).sum() for v in out.values()).backward()
         grads.append(enc.pos_embed.grad.clone())
     assert grads[0].abs().max() > 0 and torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_rel_pos_sdpa_chunks_of_query_rows_equal_one_whole_bias_values_and_gradients():
+    from ebseg_lite.modeling.sam_features import rel_pos_sdpa
+    g = torch.Generator().manual_seed(3)
+    b, nh, h, w, dh = 2, 3, 5, 7, 4
+    q, k, v = (torch.randn(b, nh, h * w, dh, generator=g, requires_grad=True) for _ in range(3))
+    rel_h = torch.randn(b, nh, h * w, h, generator=g, requires_grad=True)
+    rel_w = torch.randn(b, nh, h * w, w, generator=g, requires_grad=True)
+    bias = (rel_h[..., :, None] + rel_w[..., None, :]).flatten(-2)          # the whole (h*w) x (h*w) bias
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    seed = torch.randn(ref.shape, generator=g)
+    ref_grads = torch.autograd.grad((ref * seed).sum(), (q, k, v, rel_h, rel_w))
+    for chunk in (b * nh * h * w * 4, b * nh * h * w * 11, 10 ** 9):     # 4 and 11 rows (35 = 8 x 4 + 3), one chunk
+        out = rel_pos_sdpa(q, k, v, rel_h, rel_w, chunk=chunk)
+        assert torch.allclose(out, ref, atol=1e-6), chunk
+        grads = torch.autograd.grad((out * seed).sum(), (q, k, v, rel_h, rel_w))
+        assert all(torch.allclose(a, r, atol=1e-5) for a, r in zip(grads, ref_grads)), chunk
+    # the bias matters: without it the output differs
+    assert (torch.nn.functional.scaled_dot_product_attention(q, k, v) - ref).abs().max() > 1e-2
