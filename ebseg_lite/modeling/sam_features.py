@@ -11,7 +11,8 @@ weights and helpers (``window_partition``, ``get_rel_pos``), but the attention i
 ``scaled_dot_product_attention`` with the decomposed relative-position bias (MViTv2) passed as
 an additive mask, ``bias[i, j] = <q_i, R^h[i_h - j_h]> + <q_i, R^w[i_w - j_w]>``, built one block of
 query rows at a time (:func:`rel_pos_sdpa`); the library materialises ``q k^T``, adds the bias in a
-second pass and softmaxes in a third. Same numbers up to float rounding (tests/modeling/test_sam_speed.py); ``fast=False`` runs the library's ``Block``.
+second pass and softmaxes in a third. Same numbers up to float rounding
+(tests/modeling/test_sam_speed.py); ``fast=False`` runs the library's ``Block``.
 """
 from __future__ import annotations
 
@@ -108,11 +109,12 @@ def sam_block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
         y = window_unpartition(sam_attention(blk.attn, y), blk.window_size, pad_hw, hw)
     else:
         y = sam_attention(blk.attn, y)
-    if torch.is_grad_enabled():
+    if torch.is_grad_enabled() or y.dtype != x.dtype:  # autocast: the sum must promote, not round to y's dtype
         x = x + y
         return x + blk.mlp(blk.norm2(x))
     x = y.add_(x)                     # y is this block's own tensor; the input x may be kept by the caller
-    return _mlp_in_place(blk.mlp, blk.norm2(x)).add_(x)
+    out = _mlp_in_place(blk.mlp, blk.norm2(x))
+    return out.add_(x) if out.dtype == x.dtype else x + out
 
 
 def sam_multiscale_features(encoder: ImageEncoderViT, image: torch.Tensor, *,

@@ -80,3 +80,22 @@ def test_rel_pos_sdpa_chunks_of_query_rows_equal_one_whole_bias_values_and_gradi
         assert all(torch.allclose(a, r, atol=1e-5) for a, r in zip(grads, ref_grads)), chunk
     # the bias matters: without it the output differs
     assert (torch.nn.functional.scaled_dot_product_attention(q, k, v) - ref).abs().max() > 1e-2
+
+
+@torch.no_grad()
+def test_block_in_place_path_leaves_its_input_alone_and_promotes_mixed_dtypes():
+    enc = _encoder(4)
+    x = torch.randn(1, 5, 7, 32)
+    keep = x.clone()
+    for blk in enc.blocks:
+        out = sam_block(blk, x)
+        assert torch.equal(x, keep)                                   # a kept feature level is never written
+        assert torch.allclose(out, blk(x), atol=1e-5)
+    # a lower-precision attention output (as under autocast) must not round the float32 residual stream
+    blk = enc.blocks[0]
+    orig = blk.attn.proj.forward
+    blk.attn.proj.forward = lambda t: orig(t).to(torch.bfloat16)
+    try:
+        assert sam_block(blk, x).dtype == torch.float32
+    finally:
+        blk.attn.proj.forward = orig
