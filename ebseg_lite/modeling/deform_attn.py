@@ -158,7 +158,9 @@ class MSDeformAttn(nn.Module):
         nh, nl, npnt = self.n_heads, self.n_levels, self.n_points
         value = self.value_proj(memory).view(b, memory.shape[1], nh, self.dim // nh)
         offsets = self.sampling_offsets(query).view(b, q, nh, nl * npnt * 2)
-        weights = softmax_small(self.attention_weights(query).view(b, q, nh, nl * npnt)).view(b, q, nh, nl, npnt)
+        logits = self.attention_weights(query).view(b, q, nh, nl * npnt)
+        # the written-out softmax at inference; training keeps PyTorch's kernel, so trained weights reproduce
+        weights = (logits.softmax(-1) if torch.is_grad_enabled() else softmax_small(logits)).view(b, q, nh, nl, npnt)
         # offsets are in pixels of their level: divide by (w_l, h_l), laid out as the offsets are
         wh = torch.tensor([[w, h] for h, w in shapes], dtype=query.dtype, device=query.device)  # (nl, 2) as (x, y)
         wh = wh[:, None, :].expand(nl, npnt, 2).reshape(-1)                  # (nl * np * 2,)

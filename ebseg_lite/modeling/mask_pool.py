@@ -14,8 +14,8 @@ def masked_mean(features: torch.Tensor, masks: torch.Tensor, eps: float = 1e-8) 
         (B, N, C).
     """
     masks = masks.to(features.dtype)
-    denom = masks.sum(dim=(-1, -2))[..., None] + eps                  # (B, N, 1)
-    return torch.einsum("bnhw,bchw->bnc", masks, features) / denom    # divide the (N, C) sums, not the masks
+    denom = masks.sum(dim=(-1, -2), keepdim=True) + eps
+    return torch.einsum("bnhw,bchw->bnc", masks / denom, features)
 
 
 def mask_pool(mask_logits: torch.Tensor, features: torch.Tensor) -> torch.Tensor:

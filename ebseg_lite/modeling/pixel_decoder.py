@@ -16,6 +16,12 @@ from ebseg_lite.config import DecoderConfig
 from ebseg_lite.modeling.deform_attn import MSDeformAttn, sine_position_embedding
 
 
+def _inference() -> bool:
+    """In-place steps (no second buffer) only without autograd: training keeps the official operations and
+    their memory layout, so trained weights reproduce bit for bit."""
+    return not torch.is_grad_enabled()
+
+
 class DeformEncoderLayer(nn.Module):
     """Post-norm: ``x = LN(x + MSDeformAttn(x + pos))``; ``x = LN(x + FFN(x))``."""
 
@@ -29,7 +35,7 @@ class DeformEncoderLayer(nn.Module):
 
     def forward(self, x, pos, reference, shapes):
         x = self.norm1(x + self.self_attn(x + pos, reference, x, shapes))
-        return self.norm2(x + self.linear2(F.relu(self.linear1(x), inplace=True)))  # in place: no second (S, ffn) buffer
+        return self.norm2(x + self.linear2(F.relu(self.linear1(x), inplace=_inference())))
 
 
 def reference_points(shapes: List[Tuple[int, int]], b: int, device=None) -> torch.Tensor:
@@ -62,7 +68,7 @@ class PixelDecoder(nn.Module):
             for _ in range(cfg.enc_layers))
         self._init_encoder(cfg.enc_init)
         self.lateral = nn.Sequential(nn.Conv2d(in_dim, d, 1, bias=False), _gn(cfg.gn_groups, d))
-        self.output = nn.Sequential(nn.Conv2d(d, d, 3, padding=1, bias=False), _gn(cfg.gn_groups, d), nn.ReLU(inplace=True))
+        self.output = nn.Sequential(nn.Conv2d(d, d, 3, padding=1, bias=False), _gn(cfg.gn_groups, d), nn.ReLU())
         self.mask_features = nn.Conv2d(d, cfg.mask_dim, 1)
         for m in [p[0] for p in self.input_proj]:
             nn.init.xavier_uniform_(m.weight)
@@ -109,6 +115,6 @@ class PixelDecoder(nn.Module):
         memories = [t.transpose(1, 2).reshape(x.shape[0], -1, h, w)
                     for t, (h, w) in zip(x.split([h * w for h, w in shapes], 1), shapes)]
         res2 = self.lateral(feats["res2"].float())
-        y = res2.add_(F.interpolate(memories[-1], size=res2.shape[-2:], mode="bilinear", align_corners=False))
-        y = self.output(y)
+        up = F.interpolate(memories[-1], size=res2.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.output(res2.add_(up) if _inference() else res2 + up)
         return self.mask_features(y), memories

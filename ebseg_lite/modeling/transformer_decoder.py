@@ -34,7 +34,7 @@ class MLP(nn.Module):
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """Everything but the last linear layer."""
         for layer in self.layers[:-1]:
-            x = F.relu(layer(x), inplace=True)   # the linear's own output: no second buffer
+            x = F.relu(layer(x), inplace=not torch.is_grad_enabled())   # at inference: no second buffer
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -47,8 +47,9 @@ class DecoderLayer(nn.Module):
     def __init__(self, d: int, nheads: int, ffn: int):
         super().__init__()
         # sequence-first, as the official decoder. The official calls keep need_weights=True, so PyTorch
-        # materialises and head-averages attention weights nobody reads; need_weights=False gives the same
-        # outputs (float rounding) through fused attention: the AdaB decoder 0.51 -> 0.49 s at 640 px
+        # materialises and head-averages attention weights nobody reads; at inference need_weights=False gives
+        # the same outputs (float rounding) through fused attention (the AdaB decoder 0.51 -> 0.49 s at 640 px).
+        # Training keeps the official call, so trained weights reproduce bit for bit.
         self.cross_attn = nn.MultiheadAttention(d, nheads)
         self.norm1 = nn.LayerNorm(d)
         self.self_attn = nn.MultiheadAttention(d, nheads)
@@ -64,10 +65,11 @@ class DecoderLayer(nn.Module):
         """q, query_pos: (B, N, D); memory, memory_pos: (B, S, D); attn_mask: (B*nh, N, S) bool."""
         q, query_pos = q.transpose(0, 1), query_pos.transpose(0, 1)        # (N, B, D)
         memory, memory_pos = memory.transpose(0, 1), memory_pos.transpose(0, 1)
+        weights = torch.is_grad_enabled()                                  # see __init__
         q = self.norm1(q + self.cross_attn(q + query_pos, memory + memory_pos, memory, attn_mask=attn_mask,
-                                          need_weights=False)[0])
+                                          need_weights=weights)[0])
         qk = q + query_pos
-        q = self.norm2(q + self.self_attn(qk, qk, q, need_weights=False)[0])
+        q = self.norm2(q + self.self_attn(qk, qk, q, need_weights=weights)[0])
         q = self.norm3(q + self.linear2(F.relu(self.linear1(q))))
         return q.transpose(0, 1)
 
