@@ -148,7 +148,10 @@ def sam_multiscale_features(encoder: ImageEncoderViT, image: torch.Tensor, *,
             outs.append(x)
     feats = {}
     for name, o, s in zip(RES_NAMES, outs, scales):
-        o = o.permute(0, 3, 1, 2)  # (B, E, gh, gw)
+        # (B, E, gh, gw) in NCHW memory, whatever the blocks' layout: the library's blocks keep
+        # patch_embed's permuted layout, the in-place ones a (B, h, w, E) one, and the convolutions
+        # that read these features round differently by layout (trained toy weights reproduce only so)
+        o = o.permute(0, 3, 1, 2).contiguous()
         feats[name] = o if s == 1 else F.interpolate(o, scale_factor=s, mode="bilinear", align_corners=False)
     return feats
 
