@@ -25,6 +25,7 @@ from ebseg_lite.io.images import load_image, resize_shortest_edge
 from ebseg_lite.modeling.balance import (balance, balance_embeddings, class_logits, official_map_probs,
                                          void_probability, with_background, with_void)
 from ebseg_lite.modeling.ebseg import EBSeg
+from ebseg_lite.modeling.sam_features import resize_level
 from ebseg_lite.modeling.text import encode_class_names, get_templates
 from ebseg_lite.vocabulary import validate_class_names
 
@@ -120,7 +121,8 @@ class EBSegPredictor:
         if keep_intermediates:
             enc.masks_per_layer = torch.stack([f32(m) for m in dec.masks])
             enc.clip_feats = {k: f32(v) for k, v in out["dense"].feats.items()}
-            enc.sam_feats = {k: f32(v) for k, v in out["fused"].items()}
+            fused = dict(out["fused"], res2=resize_level(out["fused"]["res2"], out["res2_scale"] or 1))
+            enc.sam_feats = {k: f32(v) for k, v in fused.items()}             # res2 at stride 4
             enc.mask_features = f32(out["mask_features"])
         return enc
 

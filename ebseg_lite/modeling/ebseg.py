@@ -79,16 +79,20 @@ class EBSeg(nn.Module):
         clip_in = F.interpolate(clip_in, scale_factor=self.cfg.clip.input_scale, mode="bilinear", align_corners=False)
         return clip_in, sam_in
 
-    def frozen_features(self, images: torch.Tensor, *, inference: bool = True) -> Dict[str, object]:
+    def frozen_features(self, images: torch.Tensor, *, inference: bool = True,
+                        defer_res2: bool = False) -> Dict[str, object]:
         """The two frozen encoders (stage 1 before fusion): dense CLIP and multi-scale SAM.
 
         Their weights never train; only the two positional embeddings may (see ``freeze_encoders``).
         When those are frozen too, this output is a pure function of the image and a training run
         may cache it (``ebseg_lite.train.feature_cache``).
 
+        Args:
+            defer_res2: leave SAM's res2 at its block's stride; the pixel decoder resizes it after its
+                1x1 lateral conv (``res2_scale`` in the output says by how much).
         Returns:
             {"dense": ClipDense (Surgery stream only at inference), "sam": {"res2".."res5": (B, E, h_s, w_s)},
-             "padded_size": (Hp, Wp)}.
+             "padded_size": (Hp, Wp), "res2_scale": None, or the factor still to apply to res2}.
         """
         cfg = self.cfg
         clip_in, sam_in = self.preprocess(images)
@@ -96,11 +100,12 @@ class EBSeg(nn.Module):
                                                surgery=inference, surgery_start=cfg.clip.surgery_start)
         if cfg.sam.enabled:
             sam = sam_features.sam_multiscale_features(self.sam, sam_in, global_attn_indexes=cfg.sam.global_attn_indexes,
-                                                       scales=cfg.sam.scales)
+                                                       scales=cfg.sam.scales, defer_res2=defer_res2)
         else:  # the "w/o SAM" ablation: only CLIP's terms of eq. 1 reach the pixel decoder
             sam = sam_features.zero_features(sam_in, embed_dim=cfg.sam.embed_dim, patch_size=cfg.sam.patch_size,
-                                             scales=cfg.sam.scales)
-        return {"dense": dense, "sam": sam, "padded_size": tuple(sam_in.shape[-2:])}
+                                             scales=cfg.sam.scales, defer_res2=defer_res2)
+        return {"dense": dense, "sam": sam, "padded_size": tuple(sam_in.shape[-2:]),
+                "res2_scale": cfg.sam.scales[0] if defer_res2 else None}
 
     def forward_features(self, images: Optional[torch.Tensor] = None, *, inference: bool = True,
                          frozen: Optional[Dict[str, object]] = None) -> Dict[str, object]:
@@ -112,23 +117,27 @@ class EBSeg(nn.Module):
             images: (B, 3, H, W) uint8 (or float 0..255); may be None when ``frozen`` is given.
             frozen: precomputed ``frozen_features(images)`` (a feature cache) instead of running the encoders.
         Returns:
-            dict with "dense", "sam", "fused", "mask_features", "decoder" and, at inference,
-            "B", "F_clip", "D", "attn_bias_pooled"; in training "B_per_layer".
+            dict with "dense", "sam", "fused", "mask_features", "decoder", "res2_scale" and, at inference,
+            "B", "F_clip", "D", "attn_bias_pooled"; in training "B_per_layer". At inference (from images)
+            res2 in "sam" and "fused" stays at its SAM block's stride and the pixel decoder resizes it after
+            its 1x1 lateral conv (the same map up to float rounding, 16x fewer pixels through the conv);
+            ``sam_features.resize_level(res2, out["res2_scale"])`` gives the stride-4 map.
         """
         cfg = self.cfg
         if frozen is None:
             if images is None:
                 raise ValueError("forward_features needs images or precomputed frozen features")
-            frozen = self.frozen_features(images, inference=inference)
+            frozen = self.frozen_features(images, inference=inference, defer_res2=inference)
         dense, sam = frozen["dense"], frozen["sam"]
         visual = self.clip.visual
         blocks = tuple(cfg.clip.feature_blocks)
         fused = self.fusion(sam, [dense.feats[b] for b in blocks])
         with torch.autocast(device_type=self.device.type, enabled=False):  # as the official pixel decoder
-            mask_features, memories = self.pixel_decoder({k: v.float() for k, v in fused.items()})
+            mask_features, memories = self.pixel_decoder({k: v.float() for k, v in fused.items()},
+                                                         res2_scale=frozen.get("res2_scale"))
         dec = self.decoder(memories, mask_features, bias_for="last" if inference else "all")
         out = {"padded_size": frozen["padded_size"], "dense": dense, "sam": sam, "fused": fused,
-               "mask_features": mask_features, "decoder": dec}
+               "mask_features": mask_features, "decoder": dec, "res2_scale": frozen.get("res2_scale")}
         head = dict(start_block=blocks[-1], surgery_bias=cfg.inference.surgery_bias)
         if inference:
             pooled = pool_bias(dec.attn_bias[-1], dense.grid, "max")

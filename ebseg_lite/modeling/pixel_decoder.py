@@ -6,7 +6,7 @@ outputs (coarse to fine) are the memories the transformer decoder attends to, ro
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -91,10 +91,14 @@ class PixelDecoder(nn.Module):
             for layer in self.layers:
                 layer.self_attn.reset_parameters()
 
-    def forward(self, feats: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    def forward(self, feats: Dict[str, torch.Tensor], *,
+                res2_scale: Optional[float] = None) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """
         Args:
             feats: {"res2".."res5"}: (B, E, H/4, W/4) ... (B, E, H/32, W/32).
+            res2_scale: None (official): res2 comes at stride 4. A number: res2 comes at its SAM block's
+                own stride and is resized by this factor between the lateral's 1x1 conv and its GroupNorm
+                (:meth:`lateral_res2`).
         Returns:
             mask_features (B, mask_dim, H/4, W/4) and the multi-scale memories
             [(B, D, H/32, W/32), (B, D, H/16, W/16), (B, D, H/8, W/8)].
@@ -114,7 +118,21 @@ class PixelDecoder(nn.Module):
             x = layer(x, p, ref, shapes)
         memories = [t.transpose(1, 2).reshape(x.shape[0], -1, h, w)
                     for t, (h, w) in zip(x.split([h * w for h, w in shapes], 1), shapes)]
-        res2 = self.lateral(feats["res2"].float())
+        res2 = self.lateral_res2(feats["res2"].float(), res2_scale)
         up = F.interpolate(memories[-1], size=res2.shape[-2:], mode="bilinear", align_corners=False)
         y = self.output(res2.add_(up) if _inference() else res2 + up)
         return self.mask_features(y), memories
+
+    def lateral_res2(self, res2: torch.Tensor, scale: Optional[float] = None) -> torch.Tensor:
+        """The FPN lateral (1x1 conv, GroupNorm) on res2: (B, E, h, w) -> (B, D, h*scale, w*scale).
+
+        With ``scale`` the 1x1 conv runs before the bilinear resizing instead of after it: both are
+        linear, the conv per pixel and the resizing per channel with weights summing to one, so the order
+        changes float rounding only (about 1e-6), while the conv reads 16x fewer pixels at stride 16
+        (768 -> 256 channels at 40x40 instead of 160x160 for ViT-B at 640 px). GroupNorm's statistics
+        are spatial, so it runs after the resizing either way.
+        """
+        if scale is None:
+            return self.lateral(res2)
+        conv, norm = self.lateral
+        return norm(F.interpolate(conv(res2), scale_factor=scale, mode="bilinear", align_corners=False))

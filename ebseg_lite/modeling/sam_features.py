@@ -119,7 +119,8 @@ def sam_block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def sam_multiscale_features(encoder: ImageEncoderViT, image: torch.Tensor, *,
                             global_attn_indexes, scales=(4.0, 2.0, 1.0, 0.5),
-                            fast: bool = True, checkpoint: bool = False) -> Dict[str, torch.Tensor]:
+                            fast: bool = True, checkpoint: bool = False,
+                            defer_res2: bool = False) -> Dict[str, torch.Tensor]:
     """Multi-scale SAM features.
 
     Args:
@@ -128,6 +129,9 @@ def sam_multiscale_features(encoder: ImageEncoderViT, image: torch.Tensor, *,
         checkpoint: recompute each block in the backward pass (gradient checkpointing) when
             gradients are on: the frozen blocks' activations are not kept, only the trainable
             positional embedding needs gradients through them.
+        defer_res2: leave res2 at its block's own stride, unresized: the pixel decoder's 1x1 lateral
+            conv then runs before the resizing (``PixelDecoder.forward(res2_scale=...)``), and
+            :func:`resize_level` gives the stride-4 map where it is wanted.
     Returns:
         {"res2": (B, E, H/4, W/4), "res3": (B, E, H/8, W/8), "res4": (B, E, H/16, W/16),
          "res5": (B, E, H/32, W/32)}, E = SAM width (768 for ViT-B).
@@ -152,16 +156,22 @@ def sam_multiscale_features(encoder: ImageEncoderViT, image: torch.Tensor, *,
         # patch_embed's permuted layout, the in-place ones a (B, h, w, E) one, and the convolutions
         # that read these features round differently by layout (trained toy weights reproduce only so)
         o = o.permute(0, 3, 1, 2).contiguous()
-        feats[name] = o if s == 1 else F.interpolate(o, scale_factor=s, mode="bilinear", align_corners=False)
+        feats[name] = o if defer_res2 and name == "res2" else resize_level(o, s)
     return feats
 
 
+def resize_level(o: torch.Tensor, scale: float) -> torch.Tensor:
+    """A block's (B, E, gh, gw) output resized by ``scale`` (bilinear, as EBSeg makes res2..res5)."""
+    return o if scale == 1 else F.interpolate(o, scale_factor=scale, mode="bilinear", align_corners=False)
+
+
 def zero_features(image: torch.Tensor, *, embed_dim: int, patch_size: int,
-                  scales=(4.0, 2.0, 1.0, 0.5)) -> Dict[str, torch.Tensor]:
+                  scales=(4.0, 2.0, 1.0, 0.5), defer_res2: bool = False) -> Dict[str, torch.Tensor]:
     """What :func:`sam_multiscale_features` returns, shapes only, filled with zeros: the "no SAM"
-    ablation (paper table 7). image: (B, 3, H, W) -> {"res2".."res5": (B, E, h_l, w_l)} zeros."""
+    ablation (paper table 7). image: (B, 3, H, W) -> {"res2".."res5": (B, E, h_l, w_l)} zeros
+    (``defer_res2``: res2 at the token grid, as :func:`sam_multiscale_features` leaves it)."""
     b = image.shape[0]
     gh, gw = image.shape[-2] // patch_size, image.shape[-1] // patch_size
     grid = image.new_zeros(b, embed_dim, gh, gw)
-    return {name: grid if s == 1 else image.new_zeros(b, embed_dim, int(gh * s), int(gw * s))
-            for name, s in zip(RES_NAMES, scales)}
+    return {name: grid if s == 1 or (defer_res2 and name == "res2") else
+            image.new_zeros(b, embed_dim, int(gh * s), int(gw * s)) for name, s in zip(RES_NAMES, scales)}

@@ -44,6 +44,23 @@ def test_shape_contract(tiny_model, rgb_image):
     assert torch.allclose(enc.B.norm(dim=-1), torch.ones(n), atol=1e-5)  # B is normalised
 
 
+
+@torch.no_grad()
+def test_inference_defers_res2_and_encode_still_shows_it_at_stride_4(tiny_model, rgb_image):
+    m = tiny_model.model.eval()
+    img = rgb_image[None]
+    out = m.forward_features(img, inference=True)                   # res2 left at its block's stride
+    frozen = m.frozen_features(img, inference=True)                 # the official stride-4 res2
+    ref = m.forward_features(inference=True, frozen=frozen)
+    scale = m.cfg.sam.scales[0]
+    assert out["res2_scale"] == scale and ref["res2_scale"] is None
+    assert out["sam"]["res2"].shape[-1] * scale == frozen["sam"]["res2"].shape[-1]
+    assert torch.allclose(out["mask_features"], ref["mask_features"], atol=1e-5)
+    assert torch.allclose(out["decoder"].masks[-1], ref["decoder"].masks[-1], atol=1e-4)
+    enc = tiny_model.encode(rgb_image)
+    assert torch.equal(enc.sam_feats["res2"], frozen["sam"]["res2"][0])   # the same resize, the same numbers
+
+
 def test_only_new_modules_and_pos_embeds_get_gradients(tiny_model, rgb_image):
     m = quiet_build("tiny", seed=1).model.train()
     # Deformable attention starts with zero offset/weight projections (as the official code), which

@@ -51,3 +51,21 @@ def test_images_of_a_batch_stay_apart(decoder):
     mf_a, mem_a = dec(a)
     assert torch.allclose(mf[:1], mf_a, atol=1e-5)
     assert all(torch.allclose(x[:1], y, atol=1e-5) for x, y in zip(mem, mem_a))
+
+
+@torch.no_grad()
+def test_res2_at_its_block_stride_conv_before_resizing_gives_the_official_map(decoder):
+    # the lateral's 1x1 conv and bilinear resizing commute (both linear, resize weights sum to one);
+    # its GroupNorm does not (spatial statistics), so it must run after the resizing
+    dec, _ = decoder
+    base = feats(3)
+    low = torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(4))   # res2 at stride 16
+    from ebseg_lite.modeling.sam_features import resize_level
+    official, mem = dec(dict(base, res2=resize_level(low, 4.0)))
+    deferred, mem2 = dec(dict(base, res2=low), res2_scale=4.0)
+    assert all(torch.equal(a, b) for a, b in zip(mem, mem2))
+    assert deferred.shape == official.shape and torch.allclose(deferred, official, atol=1e-5)
+    whole_first = torch.nn.functional.interpolate(dec.lateral(low), scale_factor=4.0, mode="bilinear",
+                                                  align_corners=False)
+    assert (whole_first - dec.lateral(resize_level(low, 4.0))).abs().max() > 1e-3   # GroupNorm before: wrong
+    assert torch.allclose(dec.lateral_res2(low, 4.0), dec.lateral(resize_level(low, 4.0)), atol=1e-5)
