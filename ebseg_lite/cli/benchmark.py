@@ -31,6 +31,9 @@ def cmd_benchmark(args) -> int:
         res = run(args.preset, args.size, args.repeat, args.out)
     for k, v in res.items():
         print(f"{k:28s} {v:.3f}" if isinstance(v, float) else f"{k:28s} {v}")
+    if not args.train:
+        print("(encode against the libraries' own unmodified encoders, measured in the same run: "
+              "ebseg-lite benchmark --suite)")
     return 0
 
 

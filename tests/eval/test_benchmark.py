@@ -31,5 +31,5 @@ def test_stage_times_adds_up_to_the_whole_call():
     res = benchmark.stage_times(build_model("tiny", seed=0), size=64, repeat=1)
     parts = sum(res[k] for k in STAGES) + res["other"]
     assert abs(parts - res["encode_total"]) < 1e-9
-    assert res["encoders"] == res["clip_encoder"] + res["sam_encoder"]
-    assert res["ratio_to_encoders"] == res["encode_total"] / res["encoders"]
+    assert res["own_encoder_stages"] == res["clip_encoder"] + res["sam_encoder"]
+    assert res["ratio_to_own_encoder_stages"] == res["encode_total"] / res["own_encoder_stages"]
