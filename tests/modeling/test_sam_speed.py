@@ -48,20 +48,11 @@ def test_multiscale_features_fast_equals_library_blocks():
     assert [tuple(v.shape) for v in fast.values()] == [(1, 32, 24, 16), (1, 32, 12, 8)]  # two global blocks
     for k in ref:
         assert torch.allclose(fast[k], ref[k], atol=1e-5), k
-
-
-
-@torch.no_grad()
-def test_multiscale_features_come_in_nchw_memory_whatever_the_blocks_layout():
-    # The in-place blocks keep a (B, h, w, E) layout where the library's keep patch_embed's permuted one;
-    # a convolution reading the features rounds by layout, so toy training reproduced its shipped weights
-    # only once the features were laid out as the library's path lays them out.
-    enc = _encoder(3)
-    img = torch.randn(2, 3, 64, 96)
-    fast = sam_multiscale_features(enc, img, global_attn_indexes=(1, 3))
-    ref = sam_multiscale_features(enc, img, global_attn_indexes=(1, 3), fast=False)
-    for k in ref:
+        # laid out as the library path lays them out (NCHW): the in-place blocks keep a (B, h, w, E) layout,
+        # and a convolution reading the features rounds by layout (toy training reproduces only so)
         assert fast[k].is_contiguous() and fast[k].stride() == ref[k].stride(), k
+
+
 
 
 def test_gradient_checkpointing_gives_the_same_gradient_to_the_positional_embedding():
