@@ -53,8 +53,6 @@ def test_multiscale_features_fast_equals_library_blocks():
         assert fast[k].is_contiguous() and fast[k].stride() == ref[k].stride(), k
 
 
-
-
 def test_gradient_checkpointing_gives_the_same_gradient_to_the_positional_embedding():
     grads = []
     for ckpt in (False, True):
