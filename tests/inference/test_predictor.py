@@ -44,7 +44,6 @@ def test_shape_contract(tiny_model, rgb_image):
     assert torch.allclose(enc.B.norm(dim=-1), torch.ones(n), atol=1e-5)  # B is normalised
 
 
-
 @torch.no_grad()
 def test_inference_defers_res2_and_encode_still_shows_it_at_stride_4(tiny_model, rgb_image):
     m = tiny_model.model.eval()

@@ -4,6 +4,7 @@ import torch
 
 from ebseg_lite.config import get_preset
 from ebseg_lite.modeling.pixel_decoder import PixelDecoder
+from ebseg_lite.modeling.sam_features import resize_level
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +61,10 @@ def test_res2_at_its_block_stride_conv_before_resizing_gives_the_official_map(de
     dec, _ = decoder
     base = feats(3)
     low = torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(4))   # res2 at stride 16
-    from ebseg_lite.modeling.sam_features import resize_level
     official, mem = dec(dict(base, res2=resize_level(low, 4.0)))
     deferred, mem2 = dec(dict(base, res2=low), res2_scale=4.0)
     assert all(torch.equal(a, b) for a, b in zip(mem, mem2))
     assert deferred.shape == official.shape and torch.allclose(deferred, official, atol=1e-5)
-    whole_first = torch.nn.functional.interpolate(dec.lateral(low), scale_factor=4.0, mode="bilinear",
-                                                  align_corners=False)
-    assert (whole_first - dec.lateral(resize_level(low, 4.0))).abs().max() > 1e-3   # GroupNorm before: wrong
+    whole_first = resize_level(dec.lateral(low), 4.0)                       # GroupNorm before the resize: wrong
+    assert (whole_first - dec.lateral(resize_level(low, 4.0))).abs().max() > 1e-3
     assert torch.allclose(dec.lateral_res2(low, 4.0), dec.lateral(resize_level(low, 4.0)), atol=1e-5)
