@@ -14,6 +14,7 @@ from torch import nn
 
 from ebseg_lite.config import DecoderConfig
 from ebseg_lite.modeling.deform_attn import MSDeformAttn, sine_position_embedding
+from ebseg_lite.modeling.sam_features import resize_level
 
 
 def _inference() -> bool:
@@ -135,4 +136,4 @@ class PixelDecoder(nn.Module):
         if scale is None:
             return self.lateral(res2)
         conv, norm = self.lateral
-        return norm(F.interpolate(conv(res2), scale_factor=scale, mode="bilinear", align_corners=False))
+        return norm(resize_level(conv(res2), scale))            # the resize SAM's res2 would have had
