@@ -20,7 +20,10 @@ How the paper's rows map onto the toy world:
   which tells the decoder's share of an error from CLIP's; and
   :func:`~ebseg_lite.toyworld.probe.mask_oracle_miou`: the model's own masks with true classes, the
   ceiling of every row; and :func:`~ebseg_lite.toyworld.probe.query_vs_map`: instance accuracy of
-  the best query against the map's, and A among the seen names only;
+  the best query against the map's, and A among the seen names only; and
+  :func:`~ebseg_lite.toyworld.vocab_probe.open_vocabulary_cost` /
+  :func:`~ebseg_lite.toyworld.vocab_probe.error_kinds`: each mode's seen mIoU from the training
+  vocabulary on seen-only scenes to the benchmark's setting, and which names its errors take;
 * table 4 (balancing): the same weights for every class vs the official per-class ones vs the paper's form;
 * table 5 (SSC placement): SSC on A / B / both, on the last 1 / last 3 / all decoder outputs;
 * table 6 (SSC): with and without, balanced and on A alone (SSC acts on A);
@@ -40,6 +43,7 @@ from ebseg_lite.toyworld.experiments import ToyRun, evaluate_runs, held_out_scen
 from ebseg_lite.toyworld.modes import MODES
 from ebseg_lite.toyworld.probe import mask_oracle_miou, oracle_probe, query_vs_map
 from ebseg_lite.toyworld.report import ablation_figure
+from ebseg_lite.toyworld.vocab_probe import KINDS, SETTINGS, error_kinds, open_vocabulary_cost
 
 #: variant -> (SSC on?, TrainConfig overrides). "ssc" / "no_ssc" are the demo's two models.
 VARIANTS: Dict[str, Tuple[bool, dict]] = {
@@ -139,6 +143,18 @@ def format_table(num: int, result: dict) -> str:
             c = lambda k: f"{v[k]['mean']:5.1f} +- {v[k]['std']:3.1f}"
             lines.append(f"  {mode:16s} query {c('query_seen')} / {c('query_new')}   map {c('map_seen')} / "
                          f"{c('map_new')}   seen names only {c('query_seen_names')}")
+    if "open_vocabulary" in result:
+        lines += ["", "Seen-class mIoU %, from the training vocabulary on seen-only scenes to the demo's setting "
+                  "(fresh scenes; the last column is the seen column above):", f"  {'':16s} " + " | ".join(SETTINGS)]
+        for mode, v in result["open_vocabulary"].items():
+            lines.append(f"  {mode:16s} " + " | ".join(f"{v[k]['mean']:5.1f} +- {v[k]['std']:3.1f}".center(len(k)) for k in SETTINGS))
+    if "error_kinds" in result:
+        lines += ["", "Where the best-overlapping query's class goes (% of the seen / new instances; mean over seeds):",
+                  f"  {'':16s} {'':5s} " + " ".join(f"{k:>10s}" for k in KINDS)]
+        for mode, v in result["error_kinds"].items():
+            for grp in ("seen", "new"):
+                lines.append(f"  {mode if grp == 'seen' else '':16s} {grp:5s} " +
+                             " ".join(f"{v[f'{grp} -> {k}']['mean']:10.1f}" for k in KINDS))
     return "\n".join(lines)
 
 
@@ -163,13 +179,18 @@ def run_ablation(out_dir="toyworld_ablation", *, tables: Sequence[int] = (3,), s
     probes: List[Dict[str, float]] = []
     ceilings: List[Dict[str, float]] = []
     instances: List[Dict[str, Dict[str, float]]] = []
+    costs: List[Dict[str, Dict[str, float]]] = []
+    kinds: List[Dict[str, Dict[str, float]]] = []
     for job in jobs:
         per.setdefault(job[2], []).append(summary(evaluated[job]))
         if 3 in tables and job[2] == "ssc":
             model = build_model("toy", checkpoint=str(dirs[job] / "model.safetensors"), **model_overrides(job[2]))
             probes.append(oracle_probe(model, n_scenes=probe_scenes))
             ceilings.append(mask_oracle_miou(model, held_out_scenes(run.test_scenes, size=run.size)))
-            instances.append(query_vs_map(model, {m: MODES[m] for m in PROBE_MODES}, n_scenes=probe_scenes))
+            probe_modes = {m: MODES[m] for m in PROBE_MODES}
+            instances.append(query_vs_map(model, probe_modes, n_scenes=probe_scenes))
+            costs.append(open_vocabulary_cost(model, probe_modes, n_scenes=run.test_scenes))
+            kinds.append(error_kinds(model, probe_modes, n_scenes=probe_scenes))
     result = {"seeds": list(seeds), "run": dataclasses.asdict(run), "variants": {v: VARIANTS[v][1] for v in variants},
               "per_seed": per, "tables": {}}
     for n in tables:
@@ -179,6 +200,8 @@ def run_ablation(out_dir="toyworld_ablation", *, tables: Sequence[int] = (3,), s
             res["oracle_probe"] = spread([{"x": p} for p in probes])["x"]
             res["mask_oracle"] = spread([{"x": c} for c in ceilings])["x"]
             res["query_vs_map"] = spread(instances)
+            res["open_vocabulary"] = spread(costs)
+            res["error_kinds"] = spread(kinds)
         result["tables"][str(n)] = res
         text = format_table(n, res)
         atomic_write(out / f"table{n}.txt", lambda tmp, t=text: Path(tmp).write_text(t + "\n"))

@@ -1,5 +1,6 @@
 """`toyworld ablate`: the toy versions of the paper's tables 2-7, and the ground-truth-mask probe."""
 import json
+import re
 
 import pytest
 import torch
@@ -150,3 +151,20 @@ def test_head_placement_rows_say_where_their_variants_head_runs():
         first, last = map(int, re.search(r"blocks (\d+)-(\d+)", label).groups())
         blocks = VARIANTS[v][1]["model_overrides"]["clip"]["feature_blocks"]
         assert (first, last) == (max(blocks) + 1, depth), label
+
+
+def test_table3_text_lists_the_open_vocabulary_cost_and_error_kinds():
+    from ebseg_lite.toyworld.ablation import format_table
+    from ebseg_lite.toyworld.vocab_probe import KINDS, SETTINGS
+    st = lambda m: {"mean": m, "std": 0.5}
+    res = {"seeds": [0, 1], "rows": [],
+           "open_vocabulary": {"A": {k: st(60.0 - 10 * i) for i, k in enumerate(SETTINGS)}},
+           "error_kinds": {"A": {f"{g} -> {k}": st(float(10 * j + (5 if g == "new" else 0)))
+                                 for g in ("seen", "new") for j, k in enumerate(KINDS)}}}
+    lines = format_table(3, res).splitlines()
+    cost = next(l for l in lines if l.strip().startswith("A ") and "+-" in l)
+    assert [float(x) for x in re.findall(r"(\d+\.\d) \+-", cost)] == [60.0, 50.0, 40.0]
+    seen_row = next(l for l in lines if l.split()[:2] == ["A", "seen"])
+    new_row = lines[lines.index(seen_row) + 1]
+    assert [float(x) for x in seen_row.split()[2:]] == [0.0, 10.0, 20.0, 30.0, 40.0]
+    assert new_row.split()[0] == "new" and [float(x) for x in new_row.split()[1:]] == [5.0, 15.0, 25.0, 35.0, 45.0]
