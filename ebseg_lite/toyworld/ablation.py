@@ -145,7 +145,7 @@ def format_table(num: int, result: dict) -> str:
                          f"{c('map_new')}   seen names only {c('query_seen_names')}")
     if "open_vocabulary" in result:
         lines += ["", "Seen-class mIoU %, from the training vocabulary on seen-only scenes to the demo's setting "
-                  "(fresh scenes; the last column is the seen column above):", f"  {'':16s} " + " | ".join(SETTINGS)]
+                  "(fresh scenes; the third column is the seen column above):", f"  {'':16s} " + " | ".join(SETTINGS)]
         for mode, v in result["open_vocabulary"].items():
             lines.append(f"  {mode:16s} " + " | ".join(f"{v[k]['mean']:5.1f} +- {v[k]['std']:3.1f}".center(len(k)) for k in SETTINGS))
     if "error_kinds" in result:

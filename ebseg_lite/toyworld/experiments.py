@@ -132,9 +132,11 @@ def toy_model(*, ssc: bool = True, seed: int = 0, run: Optional[ToyRun] = None, 
     return predictor
 
 
-def held_out_scenes(n: int, *, seed: int = 99, size: int = 128):
-    """The held-out test scenes (all classes), fresh draws from ``seed`` (never a training seed)."""
-    return ToyWorld().dataset(n, seed=seed, split="test", size=size)
+def held_out_scenes(n: int, *, seed: int = 99, size: int = 128, split: str = "benchmark"):
+    """The held-out test scenes, fresh draws from ``seed`` (never a training seed): the "benchmark"
+    split (every class can appear; a region is new with ADE20K-150's new-pixel share, see
+    :class:`~ebseg_lite.toyworld.world.ToyWorld`), or "test" for every class equally often."""
+    return ToyWorld().dataset(n, seed=seed, split=split, size=size)
 
 
 def evaluate_toy_modes(predictor, dataset, *, modes: Optional[Dict[str, dict]] = None, seen=None,

@@ -23,7 +23,13 @@ trains on COCO-Stuff's 171 classes and is tested on ADE20K's 150, of which 67 ar
 
 ``split="train"`` scenes contain seen classes only (objects and stuff), so a model trained on them
 never sees a new class's pixels labelled, nor (unlabelled) in its images at all. ``"test"`` scenes
-draw from all classes. Class names are whole strings without commas, and no name is another's
+draw every class equally often (the toy web: CLIP's and BLIP's pretraining, the probes, the sample
+image). ``"benchmark"`` scenes are the evaluation's: each region (a stuff region or an object) is of a
+new class with probability ``new_share`` and of a seen class otherwise, each uniformly within its group.
+``new_share`` = 0.105 is ADE20K-150's share of labelled pixels in new classes (the ``Ratio`` column of
+ADE20K's ``objectInfo150.csv`` summed over the 83 classes outside the official 67-class seen mask:
+89.5% of the pixels are in seen classes), where equal draws put 38.7% of a toy test set's pixels in
+new classes. Class names are whole strings without commas, and no name is another's
 synonym, so the synonym rule of :func:`ebseg_lite.vocabulary.seen_mask` against ``seen_names``
 reproduces ``seen`` exactly.
 """
@@ -33,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
 from ebseg_lite.toyworld.textures import COLOURS, PATTERN_TONES, PATTERNS, SILHOUETTES, TEXTURES
 
@@ -95,6 +100,7 @@ class ToyWorld:
     new_stuff: Tuple[str, ...] = ("wood", "gravel")
     new_combos: Tuple[Tuple[str, str], ...] = (("red", "striped"), ("blue", "dotted"),
                                                ("green", "checked"), ("yellow", "solid"))
+    new_share: float = 0.105                     # "benchmark" split: P(a region's class is new), see above
     max_objects: int = 4
     radius: Tuple[float, float] = (0.13, 0.26)   # object radius as a fraction of the image size
     two_stuff_prob: float = 0.5
@@ -138,7 +144,24 @@ class ToyWorld:
             return [i for i in ids if self.seen[i]]
         if split == "test":
             return ids
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise ValueError(f"split must be 'train', 'test' or 'benchmark', got {split!r}")
+
+    def _benchmark_classes(self, seed: int, stuff, things, num_objects):
+        """The classes of benchmark scene ``seed`` (a stream of its own): each region new with
+        probability ``new_share``; stuff ids distinct. Given ``stuff`` / ``things`` are kept."""
+        rng = np.random.default_rng([seed, 2])
+
+        def pick(ids):
+            seen = rng.random() >= self.new_share
+            return int(rng.choice([i for i in ids if self.seen[i] == seen] or ids))
+        if stuff is None:
+            k, stuff = (2 if rng.random() < self.two_stuff_prob and len(self.stuff_ids) > 1 else 1), []
+            while len(stuff) < k:
+                stuff += [c for c in [pick(self.stuff_ids)] if c not in stuff]
+        if things is None:
+            n = num_objects if num_objects is not None else int(rng.integers(1, self.max_objects + 1))
+            things = [pick(self.thing_ids) for _ in range(n)]
+        return stuff, things
 
     # ------------------------------------------------------------------ drawing
     def _stuff_layer(self, rng, size, pool, stuff):
@@ -198,10 +221,14 @@ class ToyWorld:
         """Draw scene ``seed``.
 
         Args:
-            split: "train" (seen classes only) or "test" (all classes).
+            split: "train" (seen classes only), "test" (every class equally often) or "benchmark"
+                (a region is new with probability ``new_share``).
             num_objects: fix the number of objects (else 1..max_objects).
             things, stuff: fix the class ids (bottom to top; one or two stuff ids).
         """
+        if split == "benchmark":
+            stuff, things = self._benchmark_classes(seed, stuff, things, num_objects)
+            split = "test"
         rng = np.random.default_rng(seed)
         img, regions, stuff_ids = self._stuff_layer(rng, size, self._pool(self.stuff_ids, split), stuff)
         n = num_objects if num_objects is not None else int(rng.integers(1, self.max_objects + 1))
@@ -253,41 +280,10 @@ class ToyWorld:
         return tpl.format(things=_join(["a " + t for t in things]), stuff=_join(stuff))
 
     def dataset(self, n: int, seed: int = 0, split: str = "train", size: int = 128,
-                keep: bool = False) -> "ToyDataset":
+                keep: bool = False):
+        """:class:`~ebseg_lite.toyworld.dataset.ToyDataset`: ``n`` scenes of ``split`` from ``seed``."""
+        from ebseg_lite.toyworld.dataset import ToyDataset
         return ToyDataset(self, n, seed=seed, split=split, size=size, keep=keep)
-
-
-class ToyDataset(torch.utils.data.Dataset):
-    """``n`` toy scenes as items shaped like :class:`ebseg_lite.data.datasets.SemSegDataset`'s.
-    Item i is ``world.scene(seed * 1_000_003 + i)``. ``keep=True`` keeps each rendered scene in memory
-    (64 KiB per 128 px scene), for a training that reads every scene once per epoch."""
-
-    def __init__(self, world: ToyWorld, n: int, *, seed: int = 0, split: str = "train", size: int = 128,
-                 keep: bool = False):
-        self.world, self.n, self.seed, self.split, self.size = world, n, seed, split, size
-        self.class_names = list(world.class_names)
-        self.ignore_value = IGNORE
-        self._kept: Optional[Dict[int, Scene]] = {} if keep else None
-
-    def __len__(self) -> int:
-        return self.n
-
-    def scene(self, i: int) -> Scene:
-        if not -self.n <= i < self.n:
-            raise IndexError(f"index {i} out of range for a dataset of {self.n} items")
-        i %= self.n
-        if self._kept is not None and i in self._kept:
-            return self._kept[i]
-        s = self.world.scene(self.seed * 1_000_003 + i, size=self.size, split=self.split)
-        if self._kept is not None:
-            self._kept[i] = s
-        return s
-
-    def __getitem__(self, i: int) -> dict:
-        s = self.scene(i)
-        return {"image": torch.from_numpy(s.image).permute(2, 0, 1).contiguous(),  # (3, H, W) uint8
-                "label": torch.from_numpy(s.label.copy()), "class_names": self.class_names,
-                "ignore_value": IGNORE, "file_name": f"toy-{self.split}-{i % self.n}"}
 
 
 def save_scene(path, seed: int, *, size: int = 128, split: str = "test") -> Scene:

@@ -182,3 +182,31 @@ def test_shipped_sample_picture_is_scene_sample_seed_pixel_for_pixel():
     from ebseg_lite.toyworld.world import SAMPLE_SEED
     path = Path(__file__).resolve().parents[2] / "data_samples" / "scene.png"
     np.testing.assert_array_equal(np.asarray(Image.open(path).convert("RGB")), ToyWorld().scene(SAMPLE_SEED).image)
+
+
+def test_benchmark_split_draws_new_regions_at_new_share(world):
+    """Each region of a benchmark scene is new with probability ``new_share``: over 600 scenes the
+    share of new regions lies within four binomial standard deviations of it (the draw is seeded, so
+    this is one fixed sample); stuff ids stay distinct."""
+    n_new = n_all = 0
+    for i in range(600):
+        s = world.scene(50_000 + i, split="benchmark")
+        stuff = [c for c in s.instance_labels if c >= world.num_things]
+        assert len(stuff) == len(set(stuff))
+        drawn = world._benchmark_classes(50_000 + i, None, None, None)
+        assert set(int(c) for c in s.instance_labels) <= set(drawn[0]) | set(drawn[1])
+        n_all += len(drawn[0]) + len(drawn[1])
+        n_new += sum(not world.seen[c] for c in drawn[0] + drawn[1])
+    p = world.new_share
+    assert abs(n_new / n_all - p) < 4 * (p * (1 - p) / n_all) ** 0.5
+
+
+def test_new_share_is_the_benchmark_splits_only():
+    none, only = ToyWorld(new_share=0.0), ToyWorld(new_share=1.0)
+    for i in range(20):
+        assert all(none.seen[c] for c in none.scene(i, split="benchmark").instance_labels)
+        assert not any(only.seen[c] for c in only.scene(i, split="benchmark").instance_labels)
+        for split in ("train", "test"):   # the pretraining and training draws do not depend on it
+            assert np.array_equal(none.scene(i, split=split).image, only.scene(i, split=split).image)
+    with pytest.raises(ValueError, match="benchmark"):
+        none.scene(0, split="val")
