@@ -99,11 +99,12 @@ def load_model(p: Profile, *, trained: bool = True, ssc: bool = True):
 
 
 def sample_images(p: Profile, n: int = 4, *, seed: int = 99) -> List[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
-    """(image (3, H, W) uint8, label (H, W) or None) pairs: toy test scenes, or the shipped sample picture
-    plus images from ``$EBSEG_NOTEBOOK_IMAGES`` (a folder) in the full profile."""
+    """(image (3, H, W) uint8, label (H, W) or None) pairs: toy test-split scenes (every class equally
+    often, so new classes show), or the shipped sample picture plus images from
+    ``$EBSEG_NOTEBOOK_IMAGES`` (a folder) in the full profile."""
     if p.is_toy:
         from ebseg_lite.toyworld.experiments import held_out_scenes
-        ds = held_out_scenes(n, seed=seed)
+        ds = held_out_scenes(n, seed=seed, split="test")
         return [(ds[i]["image"], ds[i]["label"]) for i in range(n)]
     from ebseg_lite.io.images import load_image
     paths = [REPO / "data_samples" / "scene.png"]
