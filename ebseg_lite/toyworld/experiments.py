@@ -272,7 +272,8 @@ def run_demo(out_dir="toyworld_report", *, seeds: Sequence[int] = (0,), run: Opt
     table = format_report(stats, seeds) + (f"\n\nchance (uniformly random labels): all {chance['mIoU']:.1f}, seen "
                                            f"{chance['mIoU_seen']:.1f}, new {chance['mIoU_new']:.1f}")
     if figures:
-        metrics["affinity_gap"] = write_figures(out, models, test, per, world)
+        equal = held_out_scenes(run.test_scenes, size=run.size, split="test")   # many instances of every new class
+        metrics["affinity_gap"] = write_figures(out, models, test, per, world, affinity_dataset=equal)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=1)))
     atomic_write(out / "table.txt", lambda tmp: Path(tmp).write_text(table + "\n"))

@@ -79,15 +79,18 @@ def affinity_figure(models: Dict[str, object], dataset, world, *, n: int = 60) -
     return fig, gaps
 
 
-def write_figures(out: Path, models: Dict, dataset, per: Dict, world) -> Dict[str, float]:
-    """predictions.png, per_class_iou.png, affinity.png in ``out``; returns the affinity gaps."""
+def write_figures(out: Path, models: Dict, dataset, per: Dict, world, *, affinity_dataset=None) -> Dict[str, float]:
+    """predictions.png, per_class_iou.png, affinity.png in ``out``; returns the affinity gaps.
+    ``affinity_dataset`` (default ``dataset``): the scenes the class affinities are averaged over; the
+    demo gives equal-draw scenes, where every new class has many instances."""
     out = Path(out)
     save = lambda fig, name: atomic_write(out / name, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     seed = per[next(iter(per))][0]["seed"]
     main_tag = "ssc" if ("ssc", seed) in models else "no_ssc"
     save(prediction_figure(models[(main_tag, seed)], dataset, world), "predictions.png")
     save(per_class_figure(per[main_tag][0]["iou"], world), "per_class_iou.png")
-    fig, gaps = affinity_figure({tag: m for (tag, s), m in models.items() if s == seed}, dataset, world)
+    fig, gaps = affinity_figure({tag: m for (tag, s), m in models.items() if s == seed},
+                                dataset if affinity_dataset is None else affinity_dataset, world)
     save(fig, "affinity.png")
     return gaps
 

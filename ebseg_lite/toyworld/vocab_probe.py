@@ -16,7 +16,7 @@ time and then drawing every class equally often (the test scenes before the benc
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List, Sequence
 
 import torch
 
@@ -29,6 +29,19 @@ SETTINGS = ("seen names, seen scenes", "all names, seen scenes", "all names, ben
             "all names, equal draws")
 #: the error kinds of :func:`error_kinds`, for seen and for new instances
 KINDS = ("right", "seen thing", "seen stuff", "new thing", "new stuff")
+
+
+def seen_sharing_a_word(class_names: Sequence[str], seen: Sequence[bool]) -> List[str]:
+    """The seen classes that share a word with a new class (synonyms after commas count, "-" splits
+    words): how close a vocabulary's new names sit to its seen ones. For the toy world every seen thing
+    (16 of 20 seen classes); for ADE20K-150 under the official seen mask 7 of 67 (door, table, chair, ...).
+
+    Args:
+        class_names: (K,) names.  seen: (K,) bools.
+    """
+    words = lambda n: {w for syn in n.split(",") for w in syn.strip().replace("-", " ").split()}
+    new_words = set().union(*(words(n) for n, s in zip(class_names, seen) if not s))
+    return [n for n, s in zip(class_names, seen) if s and words(n) & new_words]
 
 
 def class_kinds(world: ToyWorld) -> torch.Tensor:

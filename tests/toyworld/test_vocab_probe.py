@@ -112,3 +112,12 @@ def test_error_kinds_put_each_instance_under_the_kind_of_its_name():
     for mode in r.values():                                  # each group of five sums to 100
         for grp in ("seen", "new"):
             assert sum(mode[f"{grp} -> {kind}"] for kind in KINDS) == pytest.approx(100)
+
+
+def test_seen_sharing_a_word_counts_synonyms_and_hyphens():
+    from ebseg_lite.toyworld.vocab_probe import seen_sharing_a_word
+    names = ["chair", "swivel chair", "car, auto", "auto-rickshaw", "sky", "sea"]
+    seen = [True, False, True, False, True, False]
+    assert seen_sharing_a_word(names, seen) == ["chair", "car, auto"]
+    toy = seen_sharing_a_word(W.class_names, W.seen)
+    assert len(toy) == 16 and all(W.class_names.index(n) < W.num_things for n in toy)
