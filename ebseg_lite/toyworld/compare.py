@@ -1,11 +1,11 @@
-"""Every seed baseline and EBSeg-lite on the same toy test scenes, vocabulary and evaluator.
+"""Every seed baseline and EBSeg-lite on the same toy benchmark scenes, vocabulary and evaluator.
 
     ebseg-lite toyworld compare --out toyworld_compare [--test-seed 99] [--scenes 50] [--seeds 3]
 
 Methods (:data:`ebseg_lite.baselines.METHODS`): EBSeg-lite (the shipped seed-0 toy model, trained with
 SSC), SimSeg on EBSeg-lite's masks and on the toy SAM's automatic masks, and the training-free
-dense-CLIP family on the toy CLIP. The scenes are fresh draws from ``test_seed`` (never a training
-seed: training scenes use 1000 + seed). Writes ``compare.json`` (one row per method: mIoU, mIoU_seen,
+dense-CLIP family on the toy CLIP. The scenes are fresh benchmark-split draws from ``test_seed``
+(never a training seed: training scenes use 1000 + seed), as in ``toyworld demo``. Writes ``compare.json`` (one row per method: mIoU, mIoU_seen,
 mIoU_new, sec_per_image), ``table.txt`` and ``methods.png`` (the same scenes segmented by every method).
 
 Seconds per image are wall time on this machine after one warm-up image, for the whole ``predict``
@@ -68,7 +68,7 @@ def format_table(rows: Dict[str, dict], scenes: int, test_seed: int) -> str:
     def cell(r, k):
         sd = r.get("std", {}).get(k)
         return f"{r[k]:5.1f}" + (f" +- {sd:4.1f}" if sd is not None else " " * 8)
-    lines = [f"Toy world, {scenes} test scenes (seed {test_seed}): mIoU % and seconds per image (CPU)", "",
+    lines = [f"Toy world, {scenes} benchmark scenes (seed {test_seed}): mIoU % and seconds per image (CPU)", "",
              f"{'method':12s} | {'all':>13s} | {'seen':>13s} | {'new':>13s} | {'s / image':>9s} | seeds", "-" * 80]
     for m, r in rows.items():
         if "skipped" in r:
