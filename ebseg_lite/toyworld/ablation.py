@@ -147,7 +147,8 @@ def format_table(num: int, result: dict) -> str:
         lines += ["", "Seen-class mIoU %, from the training vocabulary on seen-only scenes to the demo's setting "
                   "(fresh scenes; the third column is the seen column above):", f"  {'':16s} " + " | ".join(SETTINGS)]
         for mode, v in result["open_vocabulary"].items():
-            lines.append(f"  {mode:16s} " + " | ".join(f"{v[k]['mean']:5.1f} +- {v[k]['std']:3.1f}".center(len(k)) for k in SETTINGS))
+            cells = (f"{v[k]['mean']:5.1f} +- {v[k]['std']:3.1f}".center(len(k)) for k in SETTINGS)
+            lines.append(f"  {mode:16s} " + " | ".join(cells))
     if "error_kinds" in result:
         lines += ["", "Where the best-overlapping query's class goes (% of the seen / new instances; mean over seeds):",
                   f"  {'':16s} {'':5s} " + " ".join(f"{k:>10s}" for k in KINDS)]

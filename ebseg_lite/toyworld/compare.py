@@ -5,8 +5,9 @@
 Methods (:data:`ebseg_lite.baselines.METHODS`): EBSeg-lite (the shipped seed-0 toy model, trained with
 SSC), SimSeg on EBSeg-lite's masks and on the toy SAM's automatic masks, and the training-free
 dense-CLIP family on the toy CLIP. The scenes are fresh benchmark-split draws from ``test_seed``
-(never a training seed: training scenes use 1000 + seed), as in ``toyworld demo``. Writes ``compare.json`` (one row per method: mIoU, mIoU_seen,
-mIoU_new, sec_per_image), ``table.txt`` and ``methods.png`` (the same scenes segmented by every method).
+(never a training seed: training scenes use 1000 + seed), as in ``toyworld demo``. Writes
+``compare.json`` (one row per method: mIoU, mIoU_seen, mIoU_new, sec_per_image), ``table.txt`` and
+``methods.png`` (the same scenes segmented by every method).
 
 Seconds per image are wall time on this machine after one warm-up image, for the whole ``predict``
 (encoders, proposals, one CLIP run per proposal for SimSeg, every sliding window for dense CLIP).

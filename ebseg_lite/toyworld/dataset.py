@@ -40,4 +40,3 @@ class ToyDataset(torch.utils.data.Dataset):
         return {"image": torch.from_numpy(s.image).permute(2, 0, 1).contiguous(),  # (3, H, W) uint8
                 "label": torch.from_numpy(s.label.copy()), "class_names": self.class_names,
                 "ignore_value": IGNORE, "file_name": f"toy-{self.split}-{i % self.n}"}
-

@@ -11,7 +11,8 @@ and both are measured here on fresh toy scenes (never a training seed):
   that seen class, which lowers the seen class's IoU; the more new pixels, the more it costs.
 
 :func:`open_vocabulary_cost` measures each mode's seen-class mIoU four ways, adding one of these at a
-time and then drawing every class equally often (the test scenes before the benchmark split); :func:`error_kinds` says which names the best-overlapping query's class goes to when it is wrong
+time and then drawing every class equally often (the test scenes before the benchmark split);
+:func:`error_kinds` says which names the best-overlapping query's class goes to when it is wrong
 (another seen class, a new thing, a new stuff name). Both are in table 3 of ``toyworld ablate``.
 """
 from __future__ import annotations
@@ -60,7 +61,7 @@ def open_vocabulary_cost(predictor, modes: Dict[str, dict], *, n_scenes: int = 3
     (the training vocabulary, as closed-set segmentation scores them) or in all names; ``benchmark
     scenes`` are the evaluation's held-out scenes (a region is new with ADE20K-150's new-pixel share);
     ``equal draws`` are test-split scenes, where every class is drawn equally often (about 39% of the
-    pixels new). With the defaults the third setting is the demo's seen mIoU (its 300 test scenes);
+    pixels new). With the defaults the third setting is the demo's seen mIoU (its 300 benchmark scenes);
     every setting draws from the same seed in its own split, which no training uses (trainings draw
     from seeds 1000 + s).
 
@@ -88,8 +89,9 @@ def open_vocabulary_cost(predictor, modes: Dict[str, dict], *, n_scenes: int = 3
 @torch.no_grad()
 def error_kinds(predictor, modes: Dict[str, dict], *, n_scenes: int = 60, seed: int = 98) -> Dict[str, Dict[str, float]]:
     """Where each mode's instance classifications go: for every ground-truth instance of fresh
-    test-split scenes (every class equally often, so that new instances are many), the class of the best-overlapping query (its row of the mode's class probabilities, the
-    void column left out) is right, or another class of one of the four kinds.
+    test-split scenes (every class equally often, so that new instances are many), the class of the
+    best-overlapping query (its row of the mode's class probabilities, the void column left out) is
+    right, or another class of one of the four kinds.
 
     Returns:
         {mode: {"seen -> <kind>": %, "new -> <kind>": %}} over :data:`KINDS`; each group sums to 100
