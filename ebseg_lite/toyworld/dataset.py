@@ -6,7 +6,7 @@ from typing import Dict, Optional
 
 import torch
 
-from ebseg_lite.toyworld.world import IGNORE, Scene, ToyWorld
+from ebseg_lite.toyworld.scene import IGNORE, Scene
 
 
 class ToyDataset(torch.utils.data.Dataset):
@@ -14,7 +14,7 @@ class ToyDataset(torch.utils.data.Dataset):
     Item i is ``world.scene(seed * 1_000_003 + i)``. ``keep=True`` keeps each rendered scene in memory
     (64 KiB per 128 px scene), for a training that reads every scene once per epoch."""
 
-    def __init__(self, world: ToyWorld, n: int, *, seed: int = 0, split: str = "train", size: int = 128,
+    def __init__(self, world: "ToyWorld", n: int, *, seed: int = 0, split: str = "train", size: int = 128,
                  keep: bool = False):
         self.world, self.n, self.seed, self.split, self.size = world, n, seed, split, size
         self.class_names = list(world.class_names)

@@ -36,15 +36,18 @@ reproduces ``seen`` exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ebseg_lite.toyworld.dataset import ToyDataset
+from ebseg_lite.toyworld.scene import IGNORE, Scene
 from ebseg_lite.toyworld.textures import COLOURS, PATTERN_TONES, PATTERNS, SILHOUETTES, TEXTURES
 
-IGNORE = 255
+__all__ = ["ToyWorld", "ToyDataset", "Scene", "IGNORE", "CAPTION_TEMPLATES", "SAMPLE_SEED", "save_scene"]
+
 #: ``data_samples/scene.png``: grass and water, a cyan solid (seen) and a yellow zigzag (new pattern); a
-#: test-split draw, like every evaluation scene. Chosen, among test draws 0-119 holding a seen and a new
+#: test-split draw (every class equally often). Chosen, among test draws 0-119 holding a seen and a new
 #: thing, as one the shipped toy model labels right (98% of pixels with the scene's four names, every class
 #: >= 93%), so the README's first picture is a correct one; the earlier sample, scene 19, gets 60% (its
 #: gravel, a new stuff, is called "green dotted"); the 3-seed test mIoU in the README is the honest average.
@@ -56,23 +59,6 @@ CAPTION_TEMPLATES: Tuple[str, ...] = (
     "there is {things} in the scene, on {stuff}.",
     "a picture of {stuff} with {things}.",
 )
-
-
-@dataclass
-class Scene:
-    """One toy scene. ``instances`` are disjoint visible masks (stuff regions first, then objects
-    bottom to top); ``label`` is their union painted with class ids."""
-    image: np.ndarray            # (H, W, 3) uint8
-    label: np.ndarray            # (H, W) int64 class ids, 255 = ignore
-    instances: np.ndarray        # (M, H, W) bool
-    instance_labels: np.ndarray  # (M,) int64
-    caption: str
-    seed: int = 0
-
-    @property
-    def classes(self) -> List[int]:
-        """Sorted unique class ids present."""
-        return sorted(set(int(c) for c in self.instance_labels))
 
 
 def _erode(mask: np.ndarray) -> np.ndarray:
@@ -282,7 +268,6 @@ class ToyWorld:
     def dataset(self, n: int, seed: int = 0, split: str = "train", size: int = 128,
                 keep: bool = False):
         """:class:`~ebseg_lite.toyworld.dataset.ToyDataset`: ``n`` scenes of ``split`` from ``seed``."""
-        from ebseg_lite.toyworld.dataset import ToyDataset
         return ToyDataset(self, n, seed=seed, split=split, size=size, keep=keep)
 
 
