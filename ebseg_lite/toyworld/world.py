@@ -142,8 +142,10 @@ class ToyWorld:
             return int(rng.choice([i for i in ids if self.seen[i] == seen] or ids))
         if stuff is None:
             k, stuff = (2 if rng.random() < self.two_stuff_prob and len(self.stuff_ids) > 1 else 1), []
-            while len(stuff) < k:
-                stuff += [c for c in [pick(self.stuff_ids)] if c not in stuff]
+            for _ in range(100 * k):             # a repeated class is drawn again; a world whose group
+                stuff += [c for c in [pick(self.stuff_ids)] if c not in stuff]   # holds one class keeps one
+                if len(stuff) == k:
+                    break
         if things is None:
             n = num_objects if num_objects is not None else int(rng.integers(1, self.max_objects + 1))
             things = [pick(self.thing_ids) for _ in range(n)]

@@ -1,6 +1,6 @@
-"""What the open vocabulary costs: the three settings score what they say (the training vocabulary on
-seen-only scenes, then the new names added, then new classes in the scenes too), and the error kinds
-put each wrong instance under the kind of the name it took."""
+"""What the open vocabulary costs: the four settings score what they say (the training vocabulary on
+seen-only scenes, then the new names added, then new classes in the scenes too, at the benchmark's share
+and at equal draws), and the error kinds put each wrong instance under the kind of the name it took."""
 import types
 
 import numpy as np

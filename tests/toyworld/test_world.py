@@ -210,3 +210,5 @@ def test_new_share_is_the_benchmark_splits_only():
             assert np.array_equal(none.scene(i, split=split).image, only.scene(i, split=split).image)
     with pytest.raises(ValueError, match="benchmark"):
         none.scene(0, split="val")
+    one = ToyWorld(new_stuff=("wood",), new_share=1.0)        # one new stuff class: two regions cannot differ
+    assert all(one.scene(i, split="benchmark").instance_labels[0] == one.class_names.index("wood") for i in range(10))
