@@ -30,8 +30,8 @@ new class with probability ``new_share`` and of a seen class otherwise, each uni
 ADE20K's ``objectInfo150.csv`` summed over the 83 classes outside the official 67-class seen mask:
 89.5% of the pixels are in seen classes), where equal draws put 38.7% of a toy test set's pixels in
 new classes (300 scenes from seed 99; 10.3% in benchmark scenes). Class names are whole strings
-without commas, and no name is another's synonym, so the synonym rule of :func:`ebseg_lite.vocabulary.seen_mask` against ``seen_names``
-reproduces ``seen`` exactly.
+without commas, and no name is another's synonym, so the synonym rule of
+:func:`ebseg_lite.vocabulary.seen_mask` against ``seen_names`` reproduces ``seen`` exactly.
 """
 from __future__ import annotations
 
