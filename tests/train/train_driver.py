@@ -44,7 +44,8 @@ def hang(trainer, event, info):
 
 trainer = Trainer(cfg, dataset=HalvesDataset(8), resume=a.resume, progress=False, callbacks=[hang])
 trainer.fit()
-if trainer.world > 1:
+if trainer.world > 1:   # both ranks done before either tears its gloo connections down
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 sys.stdout.write(f"DONE {trainer.step}\n")  # one write: processes under torchrun share the pipe
 sys.stdout.flush()
