@@ -172,6 +172,26 @@ def majority_labels(labels: torch.Tensor, instances: torch.Tensor, num_classes: 
 
 
 @torch.no_grad()
+def matched_predictions(predictor, modes: Dict[str, dict], *, n_scenes: int, seed: int):
+    """The instance probes' loop: each fresh test-split scene (every class equally often) encoded once
+    and classified once per mode.
+
+    Yields:
+        ``(truth (M,), instances (M, H, W) bool, best (M,) query per instance, {mode: Prediction})``.
+    """
+    from ebseg_lite.inference.outputs import upsample_masks
+    world = ToyWorld()
+    names, seen = world.class_names, torch.tensor(world.seen)
+    data = world.dataset(n_scenes, seed=seed, split="test", size=128)
+    for i in range(n_scenes):
+        s = data.scene(i)
+        truth, gt = torch.from_numpy(s.instance_labels), torch.from_numpy(s.instances)
+        enc = predictor.encode(torch.from_numpy(s.image).permute(2, 0, 1), keep_intermediates=False)
+        best = best_queries(upsample_masks(enc.masks, enc), gt)
+        yield truth, gt, best, {m: predictor.classify(enc, names, seen=seen, **kw) for m, kw in modes.items()}
+
+
+@torch.no_grad()
 def query_vs_map(predictor, modes: Dict[str, dict], *, n_scenes: int = 60, seed: int = 98) -> Dict[str, Dict[str, float]]:
     """Per mode, instance accuracy (%) on seen and on new classes of held-out test scenes, two ways:
     ``query_*`` the best-overlapping query's class (its row of the mode's class probabilities),
@@ -184,21 +204,14 @@ def query_vs_map(predictor, modes: Dict[str, dict], *, n_scenes: int = 60, seed:
     Returns:
         {mode: {"query_seen", "query_new", "map_seen", "map_new", "query_seen_names"}}.
     """
-    from ebseg_lite.inference.outputs import upsample_masks
     world = ToyWorld()
     names, seen = world.class_names, torch.tensor(world.seen)
-    data = world.dataset(n_scenes, seed=seed, split="test", size=128)
     seen_ids = torch.nonzero(seen).flatten()
     hits = {m: {"query": [], "map": [], "seen_names": []} for m in modes}
     is_new = []
-    for i in range(n_scenes):
-        s = data.scene(i)
-        truth, gt = torch.from_numpy(s.instance_labels), torch.from_numpy(s.instances)
-        enc = predictor.encode(torch.from_numpy(s.image).permute(2, 0, 1), keep_intermediates=False)
-        best = best_queries(upsample_masks(enc.masks, enc), gt)
+    for truth, gt, best, preds in matched_predictions(predictor, modes, n_scenes=n_scenes, seed=seed):
         is_new.append(~seen[truth])
-        for m, kw in modes.items():
-            pred = predictor.classify(enc, names, seen=seen, **kw)
+        for m, pred in preds.items():
             hits[m]["query"].append(pred.class_probs[best, :len(names)].argmax(-1) == truth)
             hits[m]["map"].append(majority_labels(pred.labels.cpu(), gt, len(names)) == truth)
             hits[m]["seen_names"].append(seen_ids[pred.class_probs[best][:, seen_ids].argmax(-1)] == truth)

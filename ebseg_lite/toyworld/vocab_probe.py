@@ -21,7 +21,7 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from ebseg_lite.toyworld.probe import best_queries
+from ebseg_lite.toyworld.probe import matched_predictions
 from ebseg_lite.toyworld.world import ToyWorld
 
 #: the settings of :func:`open_vocabulary_cost`, from the training vocabulary to the benchmark's, and
@@ -97,20 +97,14 @@ def error_kinds(predictor, modes: Dict[str, dict], *, n_scenes: int = 60, seed: 
         {mode: {"seen -> <kind>": %, "new -> <kind>": %}} over :data:`KINDS`; each group sums to 100
         (``"new -> new thing"`` counts a new instance called *another* new thing).
     """
-    from ebseg_lite.inference.outputs import upsample_masks
     world = ToyWorld()
-    names, seen = world.class_names, torch.tensor(world.seen)
+    k, seen = len(world.class_names), torch.tensor(world.seen)
     kinds = class_kinds(world)
-    data = world.dataset(n_scenes, seed=seed, split="test", size=128)     # equal draws: many new instances
     counts = {m: torch.zeros(2, len(KINDS)) for m in modes}                # rows: seen, new instances
-    for i in range(n_scenes):
-        s = data.scene(i)
-        truth, gt = torch.from_numpy(s.instance_labels), torch.from_numpy(s.instances)
-        enc = predictor.encode(torch.from_numpy(s.image).permute(2, 0, 1), keep_intermediates=False)
-        best = best_queries(upsample_masks(enc.masks, enc), gt)
+    for truth, _, best, preds in matched_predictions(predictor, modes, n_scenes=n_scenes, seed=seed):
         row = (~seen[truth]).long()                                       # (M,) 0 seen, 1 new
-        for m, kw in modes.items():
-            pred = predictor.classify(enc, names, seen=seen, **kw).class_probs[best, :len(names)].argmax(-1)
+        for m, p in preds.items():
+            pred = p.class_probs[best, :k].argmax(-1)
             kind = torch.where(pred == truth, 0, kinds[pred])             # (M,)
             counts[m].index_put_((row, kind), torch.ones(len(kind)), accumulate=True)
     out = {}
