@@ -102,7 +102,7 @@ def add_pretrain_blip(group):
 
 def cmd_demo(args) -> int:
     """``ebseg-lite toyworld demo``: the report folder, and optionally the shipped seed-0 models."""
-    run = ToyRun(steps=args.steps, batch_size=args.batch_size, train_scenes=args.train_scenes,
+    run = ToyRun(steps=args.steps, batch_size=args.batch_size, lr=args.lr, train_scenes=args.train_scenes,
                  test_scenes=args.test_scenes)
     seeds = tuple(range(args.seeds))
     metrics = run_demo(args.out, seeds=seeds, run=run, progress=not args.no_progress, workers=args.workers)
@@ -130,6 +130,7 @@ def add_demo(group) -> None:
     d.add_argument("--seeds", type=int, default=3, help="training seeds (the table gives mean +- std)")
     d.add_argument("--steps", type=int, default=ToyRun.steps)
     d.add_argument("--batch-size", type=int, default=ToyRun.batch_size)
+    d.add_argument("--lr", type=float, default=ToyRun.lr, help="peak learning rate (AdamW, poly decay to the last step)")
     d.add_argument("--train-scenes", type=int, default=ToyRun.train_scenes)
     d.add_argument("--test-scenes", type=int, default=ToyRun.test_scenes)
     d.add_argument("--workers", type=int, default=None, help="training and evaluation processes (default: one per core)")

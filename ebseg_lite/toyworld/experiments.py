@@ -115,7 +115,10 @@ def finished_run(out_dir, cfg) -> bool:
 
 
 def run_name(ssc: bool, seed: int, run: ToyRun) -> str:
-    return f"ebseg_{'ssc' if ssc else 'nossc'}_seed{seed}_{run.steps}x{run.batch_size}_{run.train_scenes}"
+    """File stem of a toy run (``ebseg_ssc_seed0_300x8_1000``); a learning rate other than the default's is
+    part of it, so a run at another rate never takes, or overwrites, the default's shipped file."""
+    lr = "" if run.lr == ToyRun.lr else f"_lr{run.lr:g}"
+    return f"ebseg_{'ssc' if ssc else 'nossc'}_seed{seed}_{run.steps}x{run.batch_size}_{run.train_scenes}{lr}"
 
 
 def toy_model(*, ssc: bool = True, seed: int = 0, run: Optional[ToyRun] = None, progress: bool = True):

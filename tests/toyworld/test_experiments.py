@@ -137,6 +137,31 @@ def test_demo_command_and_ship(tmp_path, monkeypatch, capsys):
     pipeline.toy_model(ssc=False, run=run, progress=False)  # found among the shipped files: no training
 
 
+def test_demo_learning_rate_reaches_the_trainer_and_the_run_name(tmp_path, monkeypatch):
+    """`toyworld demo --lr` trains at that rate, and a non-default rate gets its own file stem, so
+    `--ship` at another rate cannot overwrite the default run's shipped decoders."""
+    from ebseg_lite.cli import toyworld as cli
+    from ebseg_lite.cli.main import main
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_demo(out, **kw):   # records what the command asked for, trains nothing
+        seen.update(kw)
+        raise Stop
+
+    monkeypatch.setattr(cli, "run_demo", fake_demo)
+    with pytest.raises(Stop):
+        main(["toyworld", "demo", "--out", str(tmp_path / "r"), "--lr", "0.002", "--steps", "7"])
+    assert seen["run"].lr == 0.002 and seen["run"].steps == 7
+    default = ToyRun()
+    assert pipeline.run_name(True, 0, default) == "ebseg_ssc_seed0_300x8_1000"      # the shipped files' names
+    assert pipeline.run_name(True, 0, ToyRun(lr=2e-3)) == "ebseg_ssc_seed0_300x8_1000_lr0.002"
+    cfg = pipeline.toy_train_config(ssc=True, seed=0, run=ToyRun(lr=2e-3), out_dir=tmp_path)
+    assert cfg.lr == 2e-3
+
+
 def test_side_by_side_evaluation_equals_the_serial_one():
     # the two shipped decoders, evaluated in two worker processes and in this one: the same numbers,
     # each under its own key (a swap of results between models would show: SSC and no-SSC differ)
