@@ -42,6 +42,7 @@ from ebseg_lite.io.files import atomic_write
 from ebseg_lite.toyworld.experiments import ToyRun, evaluate_runs, held_out_scenes, spread, summary, train_jobs
 from ebseg_lite.toyworld.modes import MODES
 from ebseg_lite.toyworld.probe import mask_oracle_miou, oracle_probe, query_vs_map
+from ebseg_lite.toyworld.readings import harmonic
 from ebseg_lite.toyworld.report import ablation_figure
 from ebseg_lite.toyworld.vocab_probe import KINDS, SETTINGS, error_kinds, open_vocabulary_cost
 
@@ -102,11 +103,6 @@ def parse_tables(spec: str) -> List[int]:
     if not nums or any(n not in TABLES for n in nums):
         raise ValueError(f"--table takes numbers among {sorted(TABLES)} (comma-separated) or 'all', got {spec!r}")
     return nums
-
-
-def harmonic(seen: float, new: float) -> float:
-    """Harmonic mean of seen and new mIoU (0 when either is 0)."""
-    return 0.0 if seen <= 0 or new <= 0 else 2 * seen * new / (seen + new)
 
 
 def model_overrides(variant: str) -> dict:
