@@ -103,10 +103,12 @@ def paper_readings(ssc: List[Summary], no_ssc: Optional[List[Summary]] = None) -
         off, on = _per_seed(no_ssc, BALANCED, "mIoU_new"), _per_seed(ssc, BALANCED, "mIoU_new")
         gain, spread = _mean(on) - _mean(off), max(_std(off), _std(on))
         beyond = gain > spread
+        verdict = ("one seed: no spread to compare with" if min(len(on), len(off)) < 2
+                   else f"{'beyond' if beyond else 'within'} the spread {spread:.1f}")
         out.append(_reading("SSC raises new-class mIoU (official balance), beyond the spread over seeds",
                             "table 6; table 5: +0.8 mIoU over all classes", beyond,
                             f"new mIoU {_mean(off):.1f} +- {_std(off):.1f} -> {_mean(on):.1f} +- {_std(on):.1f}"
-                            f" ({gain:+.1f}; {'beyond' if beyond else 'within'} the spread {spread:.1f})"))
+                            f" ({gain:+.1f}; {verdict})"))
     return out
 
 

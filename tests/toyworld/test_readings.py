@@ -57,6 +57,8 @@ def test_ssc_gain_within_the_spread_is_not_shown():
     r = by_claim(paper_readings(on, [paper_like(shift=-5.0)] * 2))["SSC raises new-class mIoU"]
     assert r["holds"] is True and "beyond" in r["figures"]
     assert "SSC raises new-class mIoU" not in by_claim(paper_readings(on))   # no SSC-off runs: no reading
+    one = by_claim(paper_readings(on[:1], off[:1]))["SSC raises new-class mIoU"]   # a gain of 0.5 on one seed
+    assert one["holds"] is True and "one seed: no spread to compare with" in one["figures"]
 
 
 def test_b_strongest_uses_all_class_miou_and_missing_modes_are_refused():
