@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-import torch
+from ebseg_lite.toyworld.stats import mean_std
 
 Summary = Dict[str, Dict[str, float]]   # mode -> {"mIoU", "mIoU_seen", "mIoU_new"}
 SINGLE = ("A", "B", "D")
@@ -31,11 +31,11 @@ def harmonic(seen: float, new: float) -> float:
 
 
 def _mean(values: List[float]) -> float:
-    return float(torch.tensor(values, dtype=torch.float64).mean())
+    return mean_std(values)["mean"]
 
 
 def _std(values: List[float]) -> float:
-    return float(torch.tensor(values, dtype=torch.float64).std()) if len(values) > 1 else 0.0
+    return mean_std(values)["std"]
 
 
 def _per_seed(runs: List[Summary], mode: str, key: str) -> List[float]:

@@ -30,15 +30,15 @@ def summary(results: Dict[str, dict]) -> Dict[str, Dict[str, float]]:
     return {m: {k: float(r[k]) for k in ("mIoU", "mIoU_seen", "mIoU_new")} for m, r in results.items()}
 
 
+def mean_std(values: Sequence[float]) -> Dict[str, float]:
+    """Mean and sample standard deviation (n - 1; 0 for a single value) of figures over seeds."""
+    vals = torch.tensor(list(values), dtype=torch.float64)
+    return {"mean": float(vals.mean()), "std": float(vals.std(unbiased=True)) if len(vals) > 1 else 0.0}
+
+
 def spread(per_seed: List[Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, Dict[str, float]]]:
     """Mean and standard deviation over seeds of every mode's three numbers."""
-    out = {}
-    for m in per_seed[0]:
-        out[m] = {}
-        for k in per_seed[0][m]:
-            vals = torch.tensor([s[m][k] for s in per_seed], dtype=torch.float64)
-            out[m][k] = {"mean": float(vals.mean()), "std": float(vals.std(unbiased=True)) if len(vals) > 1 else 0.0}
-    return out
+    return {m: {k: mean_std([s[m][k] for s in per_seed]) for k in per_seed[0][m]} for m in per_seed[0]}
 
 
 def format_report(stats: Dict[str, Dict], seeds: Sequence[int]) -> str:

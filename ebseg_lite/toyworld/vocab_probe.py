@@ -110,5 +110,6 @@ def error_kinds(predictor, modes: Dict[str, dict], *, n_scenes: int = 60, seed: 
     out = {}
     for m, c in counts.items():
         pct = 100 * c / c.sum(1, keepdim=True).clamp_min(1)
-        out[m] = {f"{grp} -> {k}": float(pct[r, j]) for r, grp in enumerate(("seen", "new")) for j, k in enumerate(KINDS)}
+        out[m] = {f"{grp} -> {kind}": float(pct[r, j]) for r, grp in enumerate(("seen", "new"))
+                  for j, kind in enumerate(KINDS)}
     return out
