@@ -50,4 +50,4 @@ demo-long: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/ebseg-lite toyworld demo --steps 1500 --out toyworld_report_1500
 
 clean:
-	rm -rf demo_out toyworld_report toyworld_report_1500 toyworld_ablation build/browser .pytest_cache
+	rm -rf demo_out toyworld_report toyworld_report_1500 toyworld_ablation toyworld_length build/browser .pytest_cache

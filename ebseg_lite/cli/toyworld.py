@@ -5,6 +5,7 @@
     ebseg-lite toyworld pretrain-blip --out data_samples/toyworld/toy_blip.safetensors --seed 0
     ebseg-lite toyworld demo --out toyworld_report --seeds 3
     ebseg-lite toyworld ablate --table all --seeds 3
+    ebseg-lite toyworld length --steps 300,600,1000,1500 --seeds 3
 
 To add a command: write ``add_<name>(group)`` that calls ``group.add_parser(...)`` and sets
 ``func``, and list it in ``COMMANDS``.
@@ -194,7 +195,36 @@ def add_ablate(group) -> None:
     a.set_defaults(func=cmd_ablate)
 
 
-COMMANDS = [add_pretrain_clip, add_pretrain_sam, add_pretrain_blip, add_demo, add_compare, add_ablate]
+def cmd_length(args) -> int:
+    """``ebseg-lite toyworld length``: seen / new mIoU of A, B, D and the balance against training length."""
+    from ebseg_lite.toyworld.length import format_length, parse_steps, run_length
+    try:
+        steps = parse_steps(args.steps)
+    except ValueError as e:
+        raise SystemExit(f"ebseg-lite toyworld length: {e}")
+    run = ToyRun(batch_size=args.batch_size, train_scenes=args.train_scenes, test_scenes=args.test_scenes)
+    result = run_length(args.out, steps=steps, seeds=tuple(range(args.seeds)), run=run, workers=args.workers,
+                        ssc_options=(True,) if args.ssc_only else (True, False), progress=not args.no_progress)
+    print(format_length(result))
+    print(f"wrote {args.out}/length.json and length.png; {result['seconds']:.0f} s")
+    return 0
+
+
+def add_length(group) -> None:
+    g = group.add_parser("length", help="A, B, D and the balance against training length (where A leads on seen classes)")
+    g.add_argument("--steps", default="300,600,1000,1500", help="comma-separated training lengths")
+    g.add_argument("--out", default="toyworld_length", help="report folder; finished runs in OUT/steps{N} are reused")
+    g.add_argument("--seeds", type=int, default=3)
+    g.add_argument("--batch-size", type=int, default=ToyRun.batch_size)
+    g.add_argument("--train-scenes", type=int, default=ToyRun.train_scenes)
+    g.add_argument("--test-scenes", type=int, default=ToyRun.test_scenes)
+    g.add_argument("--ssc-only", action="store_true", help="train with SSC only (half the models)")
+    g.add_argument("--workers", type=int, default=None, help="training and evaluation processes (default: one per core)")
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(func=cmd_length)
+
+
+COMMANDS = [add_pretrain_clip, add_pretrain_sam, add_pretrain_blip, add_demo, add_compare, add_ablate, add_length]
 
 
 def add_parser(sub):
