@@ -105,7 +105,10 @@ def cmd_demo(args) -> int:
     """``ebseg-lite toyworld demo``: the report folder, and optionally the shipped seed-0 models."""
     run = ToyRun(steps=args.steps, batch_size=args.batch_size, lr=args.lr, train_scenes=args.train_scenes,
                  test_scenes=args.test_scenes)
-    seeds = tuple(range(args.seeds))
+    seeds = tuple(range(args.first_seed, args.first_seed + args.seeds))
+    if args.ship and 0 not in seeds:
+        raise SystemExit("ebseg-lite toyworld demo: --ship copies the seed-0 models; leave out --first-seed "
+                         f"{args.first_seed} or --ship")
     metrics = run_demo(args.out, seeds=seeds, run=run, progress=not args.no_progress, workers=args.workers)
     print((Path(args.out) / "table.txt").read_text())
     zs = metrics["toy_clip_zero_shot"]
@@ -129,6 +132,8 @@ def add_demo(group) -> None:
     d = group.add_parser("demo", help="train on the seen classes, evaluate every way of classifying, write a report")
     d.add_argument("--out", default="toyworld_report")
     d.add_argument("--seeds", type=int, default=3, help="training seeds (the table gives mean +- std)")
+    d.add_argument("--first-seed", type=int, default=0,
+                   help="seeds FIRST .. FIRST+SEEDS-1 (default 0: the shipped models' seeds; others check the figures on fresh ones)")
     d.add_argument("--steps", type=int, default=ToyRun.steps)
     d.add_argument("--batch-size", type=int, default=ToyRun.batch_size)
     d.add_argument("--lr", type=float, default=ToyRun.lr, help="peak learning rate (AdamW, poly decay to the last step)")
@@ -203,7 +208,8 @@ def cmd_length(args) -> int:
     except ValueError as e:
         raise SystemExit(f"ebseg-lite toyworld length: {e}")
     run = ToyRun(batch_size=args.batch_size, train_scenes=args.train_scenes, test_scenes=args.test_scenes)
-    result = run_length(args.out, steps=steps, seeds=tuple(range(args.seeds)), run=run, workers=args.workers,
+    seeds = tuple(range(args.first_seed, args.first_seed + args.seeds))
+    result = run_length(args.out, steps=steps, seeds=seeds, run=run, workers=args.workers,
                         ssc_options=(True,) if args.ssc_only else (True, False), progress=not args.no_progress)
     print(format_length(result))
     print(f"wrote {args.out}/length.json and length.png; {result['seconds']:.0f} s")
@@ -215,6 +221,7 @@ def add_length(group) -> None:
     g.add_argument("--steps", default="300,600,1000,1500", help="comma-separated training lengths")
     g.add_argument("--out", default="toyworld_length", help="report folder; finished runs in OUT/steps{N} are reused")
     g.add_argument("--seeds", type=int, default=3)
+    g.add_argument("--first-seed", type=int, default=0, help="seeds FIRST .. FIRST+SEEDS-1")
     g.add_argument("--batch-size", type=int, default=ToyRun.batch_size)
     g.add_argument("--train-scenes", type=int, default=ToyRun.train_scenes)
     g.add_argument("--test-scenes", type=int, default=ToyRun.test_scenes)

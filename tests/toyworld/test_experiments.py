@@ -168,6 +168,33 @@ def test_demo_learning_rate_reaches_the_trainer_and_the_run_name(tmp_path, monke
     assert cfg.lr == 2e-3
 
 
+def test_demo_first_seed_picks_fresh_seeds_and_ship_needs_seed_0(tmp_path, monkeypatch):
+    """`toyworld demo --first-seed 3 --seeds 2` trains seeds 3 and 4 (fresh ones, to check the figures on);
+    `--ship` copies the seed-0 models, so it refuses a run without seed 0 before training anything."""
+    from ebseg_lite.cli import toyworld as cli
+    from ebseg_lite.cli.main import main
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_demo(out, **kw):
+        seen.update(kw)
+        raise Stop
+
+    monkeypatch.setattr(cli, "run_demo", fake_demo)
+    with pytest.raises(Stop):
+        main(["toyworld", "demo", "--out", str(tmp_path / "r"), "--first-seed", "3", "--seeds", "2"])
+    assert seen["seeds"] == (3, 4)
+    seen.clear()
+    with pytest.raises(SystemExit, match="--ship"):
+        main(["toyworld", "demo", "--out", str(tmp_path / "r"), "--first-seed", "3", "--ship"])
+    assert not seen                               # refused before any training
+    with pytest.raises(Stop):
+        main(["toyworld", "demo", "--out", str(tmp_path / "r")])
+    assert seen["seeds"] == (0, 1, 2)             # the default: the shipped models' seeds
+
+
 def test_side_by_side_evaluation_equals_the_serial_one():
     # the two shipped decoders, evaluated in two worker processes and in this one: the same numbers,
     # each under its own key (a swap of results between models would show: SSC and no-SSC differ)

@@ -75,3 +75,21 @@ def test_length_command_rejects_bad_step_counts():
     from ebseg_lite.cli.main import main
     with pytest.raises(SystemExit, match="--steps"):
         main(["toyworld", "length", "--steps", "300,zero"])
+
+
+def test_length_command_passes_seeds_and_lengths(monkeypatch):
+    from ebseg_lite.cli.main import main
+    from ebseg_lite.toyworld import length
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake(out, **kw):
+        seen.update(kw)
+        raise Stop
+
+    monkeypatch.setattr(length, "run_length", fake)
+    with pytest.raises(Stop):
+        main(["toyworld", "length", "--steps", "600,300", "--first-seed", "4", "--seeds", "2", "--ssc-only"])
+    assert seen["steps"] == [300, 600] and seen["seeds"] == (4, 5) and seen["ssc_options"] == (True,)
