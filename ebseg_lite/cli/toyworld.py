@@ -117,6 +117,10 @@ def cmd_demo(args) -> int:
     gaps = metrics.get("affinity_gap", {})
     for tag, g in gaps.items():
         print(f"affinity gap |A cosine - text cosine| ({tag}): seen {g['seen']:.3f}, new {g['new']:.3f}")
+    premise = next((r for r in metrics.get("readings", []) if r["claim"].startswith("A is the best")), None)
+    if premise is not None and not premise["holds"]:
+        print("A is not (yet) the best on seen classes at this length: `ebseg-lite toyworld length` follows A, B and "
+              "D over longer trainings (the shipped curve: notebook 08, section 4; README, toy world (2))")
     print(f"report in {args.out}/ (metrics.json, table.txt, predictions.png, per_class_iou.png, affinity.png); "
           f"{metrics['seconds']:.0f} s")
     if args.ship:

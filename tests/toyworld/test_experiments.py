@@ -195,6 +195,23 @@ def test_demo_first_seed_picks_fresh_seeds_and_ship_needs_seed_0(tmp_path, monke
     assert seen["seeds"] == (0, 1, 2)             # the default: the shipped models' seeds
 
 
+@pytest.mark.parametrize("holds", [False, True])
+def test_demo_points_to_the_length_curve_when_a_does_not_lead(tmp_path, monkeypatch, capsys, holds):
+    from ebseg_lite.cli import toyworld as cli
+    from ebseg_lite.cli.main import main
+
+    def fake_demo(out, **kw):   # the report of a finished run, with the premise's reading as given
+        out = tmp_path / "r"
+        out.mkdir(exist_ok=True)
+        (out / "table.txt").write_text("table\n")
+        return {"toy_clip_zero_shot": {"things": 1.0, "stuff": 2.0}, "sam_proposal_recall": 3.0, "seconds": 4.0,
+                "readings": [{"claim": "A is the best single embedding on seen classes", "holds": holds}]}
+
+    monkeypatch.setattr(cli, "run_demo", fake_demo)
+    assert main(["toyworld", "demo", "--out", str(tmp_path / "r")]) == 0
+    assert ("toyworld length" in capsys.readouterr().out) is not holds
+
+
 def test_side_by_side_evaluation_equals_the_serial_one():
     # the two shipped decoders, evaluated in two worker processes and in this one: the same numbers,
     # each under its own key (a swap of results between models would show: SSC and no-SSC differ)
