@@ -101,11 +101,19 @@ def add_pretrain_blip(group):
     p.set_defaults(func=cmd_pretrain_blip)
 
 
+def _seed_range(args, command: str) -> tuple:
+    """``--first-seed`` and ``--seeds`` as the tuple of training seeds (refusing a negative first seed or no seed)."""
+    if args.first_seed < 0 or args.seeds < 1:
+        raise SystemExit(f"ebseg-lite toyworld {command}: --first-seed must be >= 0 and --seeds >= 1 "
+                         f"(got {args.first_seed} and {args.seeds})")
+    return tuple(range(args.first_seed, args.first_seed + args.seeds))
+
+
 def cmd_demo(args) -> int:
     """``ebseg-lite toyworld demo``: the report folder, and optionally the shipped seed-0 models."""
     run = ToyRun(steps=args.steps, batch_size=args.batch_size, lr=args.lr, train_scenes=args.train_scenes,
                  test_scenes=args.test_scenes)
-    seeds = tuple(range(args.first_seed, args.first_seed + args.seeds))
+    seeds = _seed_range(args, "demo")
     if args.ship and 0 not in seeds:
         raise SystemExit("ebseg-lite toyworld demo: --ship copies the seed-0 models; leave out --first-seed "
                          f"{args.first_seed} or --ship")
@@ -212,7 +220,7 @@ def cmd_length(args) -> int:
     except ValueError as e:
         raise SystemExit(f"ebseg-lite toyworld length: {e}")
     run = ToyRun(batch_size=args.batch_size, train_scenes=args.train_scenes, test_scenes=args.test_scenes)
-    seeds = tuple(range(args.first_seed, args.first_seed + args.seeds))
+    seeds = _seed_range(args, "length")
     result = run_length(args.out, steps=steps, seeds=seeds, run=run, workers=args.workers,
                         ssc_options=(True,) if args.ssc_only else (True, False), progress=not args.no_progress)
     print(format_length(result))

@@ -71,10 +71,13 @@ def test_each_length_is_the_demos_run_and_finished_runs_are_kept(tmp_path, monke
     assert "SSC on" in table and "SSC off" not in table and "A best on seen" in table
 
 
-def test_length_command_rejects_bad_step_counts():
+def test_length_command_rejects_bad_step_counts_and_seeds():
     from ebseg_lite.cli.main import main
     with pytest.raises(SystemExit, match="--steps"):
         main(["toyworld", "length", "--steps", "300,zero"])
+    for bad in (["--first-seed", "-1"], ["--seeds", "0"]):
+        with pytest.raises(SystemExit, match="--first-seed must be >= 0 and --seeds >= 1"):
+            main(["toyworld", "length", *bad])
 
 
 def test_length_command_passes_seeds_and_lengths(monkeypatch):
