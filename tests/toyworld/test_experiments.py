@@ -143,22 +143,13 @@ def test_demo_command_and_ship(tmp_path, monkeypatch, capsys):
     pipeline.toy_model(ssc=False, run=run, progress=False)  # found among the shipped files: no training
 
 
-def test_demo_learning_rate_reaches_the_trainer_and_the_run_name(tmp_path, monkeypatch):
+def test_demo_learning_rate_reaches_the_trainer_and_the_run_name(tmp_path, stand_in):
     """`toyworld demo --lr` trains at that rate, and a non-default rate gets its own file stem, so
     `--ship` at another rate cannot overwrite the default run's shipped decoders."""
     from ebseg_lite.cli import toyworld as cli
     from ebseg_lite.cli.main import main
-    seen = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake_demo(out, **kw):   # records what the command asked for, trains nothing
-        seen.update(kw)
-        raise Stop
-
-    monkeypatch.setattr(cli, "run_demo", fake_demo)
-    with pytest.raises(Stop):
+    seen = stand_in(cli, "run_demo")   # records what the command asked for, trains nothing
+    with pytest.raises(stand_in.reached):
         main(["toyworld", "demo", "--out", str(tmp_path / "r"), "--lr", "0.002", "--steps", "7"])
     assert seen["run"].lr == 0.002 and seen["run"].steps == 7
     default = ToyRun()
@@ -168,29 +159,20 @@ def test_demo_learning_rate_reaches_the_trainer_and_the_run_name(tmp_path, monke
     assert cfg.lr == 2e-3
 
 
-def test_demo_first_seed_picks_fresh_seeds_and_ship_needs_seed_0(tmp_path, monkeypatch):
+def test_demo_first_seed_picks_fresh_seeds_and_ship_needs_seed_0(tmp_path, stand_in):
     """`toyworld demo --first-seed 3 --seeds 2` trains seeds 3 and 4 (fresh ones, to check the figures on);
     `--ship` copies the seed-0 models, so it refuses a run without seed 0 before training anything."""
     from ebseg_lite.cli import toyworld as cli
     from ebseg_lite.cli.main import main
-    seen = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake_demo(out, **kw):
-        seen.update(kw)
-        raise Stop
-
-    monkeypatch.setattr(cli, "run_demo", fake_demo)
-    with pytest.raises(Stop):
+    seen = stand_in(cli, "run_demo")
+    with pytest.raises(stand_in.reached):
         main(["toyworld", "demo", "--out", str(tmp_path / "r"), "--first-seed", "3", "--seeds", "2"])
     assert seen["seeds"] == (3, 4)
     seen.clear()
     with pytest.raises(SystemExit, match="--ship"):
         main(["toyworld", "demo", "--out", str(tmp_path / "r"), "--first-seed", "3", "--ship"])
     assert not seen                               # refused before any training
-    with pytest.raises(Stop):
+    with pytest.raises(stand_in.reached):
         main(["toyworld", "demo", "--out", str(tmp_path / "r")])
     assert seen["seeds"] == (0, 1, 2)             # the default: the shipped models' seeds
 

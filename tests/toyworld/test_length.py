@@ -80,19 +80,10 @@ def test_length_command_rejects_bad_step_counts_and_seeds():
             main(["toyworld", "length", *bad])
 
 
-def test_length_command_passes_seeds_and_lengths(monkeypatch):
+def test_length_command_passes_seeds_and_lengths(stand_in):
     from ebseg_lite.cli.main import main
     from ebseg_lite.toyworld import length
-    seen = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake(out, **kw):
-        seen.update(kw)
-        raise Stop
-
-    monkeypatch.setattr(length, "run_length", fake)
-    with pytest.raises(Stop):
+    seen = stand_in(length, "run_length")
+    with pytest.raises(stand_in.reached):
         main(["toyworld", "length", "--steps", "600,300", "--first-seed", "4", "--seeds", "2", "--ssc-only"])
     assert seen["steps"] == [300, 600] and seen["seeds"] == (4, 5) and seen["ssc_options"] == (True,)
