@@ -140,6 +140,15 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _run_arguments(p, *, test_scenes: int = ToyRun.test_scenes) -> None:
+    """The sizes and process options that demo, ablate and length share."""
+    p.add_argument("--batch-size", type=int, default=ToyRun.batch_size)
+    p.add_argument("--train-scenes", type=int, default=ToyRun.train_scenes)
+    p.add_argument("--test-scenes", type=int, default=test_scenes)
+    p.add_argument("--workers", type=int, default=None, help="training and evaluation processes (default: one per core)")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def add_demo(group) -> None:
     d = group.add_parser("demo", help="train on the seen classes, evaluate every way of classifying, write a report")
     d.add_argument("--out", default="toyworld_report")
@@ -147,13 +156,9 @@ def add_demo(group) -> None:
     d.add_argument("--first-seed", type=int, default=0,
                    help="seeds FIRST .. FIRST+SEEDS-1 (default 0: the shipped models' seeds; others check the figures on fresh ones)")
     d.add_argument("--steps", type=int, default=ToyRun.steps)
-    d.add_argument("--batch-size", type=int, default=ToyRun.batch_size)
     d.add_argument("--lr", type=float, default=ToyRun.lr, help="peak learning rate (AdamW, poly decay to the last step)")
-    d.add_argument("--train-scenes", type=int, default=ToyRun.train_scenes)
-    d.add_argument("--test-scenes", type=int, default=ToyRun.test_scenes)
-    d.add_argument("--workers", type=int, default=None, help="training and evaluation processes (default: one per core)")
     d.add_argument("--ship", action="store_true", help="copy the seed-0 models to data_samples/toyworld")
-    d.add_argument("--no-progress", action="store_true")
+    _run_arguments(d)
     d.set_defaults(func=cmd_demo)
 
 
@@ -203,12 +208,8 @@ def add_ablate(group) -> None:
     a.add_argument("--out", default="toyworld_ablation", help="report folder; finished runs in OUT/runs are reused")
     a.add_argument("--seeds", type=int, default=3)
     a.add_argument("--steps", type=int, default=ToyRun.steps)
-    a.add_argument("--batch-size", type=int, default=ToyRun.batch_size)
-    a.add_argument("--train-scenes", type=int, default=ToyRun.train_scenes)
-    a.add_argument("--test-scenes", type=int, default=300)
     a.add_argument("--probe-scenes", type=int, default=60, help="scenes of table 3's ground-truth-mask probe")
-    a.add_argument("--workers", type=int, default=None, help="training and evaluation processes (default: one per core)")
-    a.add_argument("--no-progress", action="store_true")
+    _run_arguments(a, test_scenes=300)
     a.set_defaults(func=cmd_ablate)
 
 
@@ -234,12 +235,8 @@ def add_length(group) -> None:
     g.add_argument("--out", default="toyworld_length", help="report folder; finished runs in OUT/steps{N} are reused")
     g.add_argument("--seeds", type=int, default=3)
     g.add_argument("--first-seed", type=int, default=0, help="seeds FIRST .. FIRST+SEEDS-1")
-    g.add_argument("--batch-size", type=int, default=ToyRun.batch_size)
-    g.add_argument("--train-scenes", type=int, default=ToyRun.train_scenes)
-    g.add_argument("--test-scenes", type=int, default=ToyRun.test_scenes)
     g.add_argument("--ssc-only", action="store_true", help="train with SSC only (half the models)")
-    g.add_argument("--workers", type=int, default=None, help="training and evaluation processes (default: one per core)")
-    g.add_argument("--no-progress", action="store_true")
+    _run_arguments(g)
     g.set_defaults(func=cmd_length)
 
 
