@@ -49,6 +49,12 @@ class SamConfig:
     #: False: the paper's "w/o SAM" ablation (table 7). SAM does not run; res2..res5 are zeros of
     #: its shapes, so eq. 1 leaves only the CLIP terms (res3..res5) and res2 carries nothing.
     enabled: bool = True
+    #: SAM's block outputs are multiplied by this before eq. 1 (all four levels). 1 = the paper and the
+    #: official code, which add SAM's raw residual stream. SAM itself never sees this scale (its neck
+    #: starts with a bias-free 1x1 conv and a LayerNorm), so it is whatever pretraining left; where it
+    #: is far above the LayerNorm-ed CLIP term's (std 1/sqrt(3) at initialisation), the sum is mostly
+    #: SAM's and the decoder starts almost without CLIP's semantics (``toyworld demo --sam-feature-scale``).
+    feature_scale: float = 1.0
 
 
 @dataclass

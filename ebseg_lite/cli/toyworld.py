@@ -6,6 +6,7 @@
     ebseg-lite toyworld demo --out toyworld_report --seeds 3
     ebseg-lite toyworld ablate --table all --seeds 3
     ebseg-lite toyworld length --steps 300,600,1000,1500 --seeds 3
+    ebseg-lite toyworld fusion-scale --reports DIR ...
 
 To add a command: write ``add_<name>(group)`` that calls ``group.add_parser(...)`` and sets
 ``func``, and list it in ``COMMANDS``.
@@ -16,6 +17,7 @@ import json
 import shutil
 from pathlib import Path
 
+from ebseg_lite.config import SamConfig
 from ebseg_lite.toyworld.experiments import ToyRun, run_demo, run_name
 from ebseg_lite.toyworld.presets import toy_weights_dir
 
@@ -117,7 +119,14 @@ def cmd_demo(args) -> int:
     if args.ship and 0 not in seeds:
         raise SystemExit("ebseg-lite toyworld demo: --ship copies the seed-0 models; leave out --first-seed "
                          f"{args.first_seed} or --ship")
-    metrics = run_demo(args.out, seeds=seeds, run=run, progress=not args.no_progress, workers=args.workers)
+    if not args.sam_feature_scale > 0:
+        raise SystemExit(f"ebseg-lite toyworld demo: --sam-feature-scale must be positive (got {args.sam_feature_scale})")
+    scaled = args.sam_feature_scale != SamConfig.feature_scale
+    if args.ship and scaled:
+        raise SystemExit("ebseg-lite toyworld demo: --ship stores models of the toy preset; leave out "
+                         "--sam-feature-scale or --ship")
+    metrics = run_demo(args.out, seeds=seeds, run=run, progress=not args.no_progress, workers=args.workers,
+                       model_overrides={"sam": {"feature_scale": args.sam_feature_scale}} if scaled else None)
     print((Path(args.out) / "table.txt").read_text())
     zs = metrics["toy_clip_zero_shot"]
     print(f"toy CLIP zero-shot: things {zs['things']}%, stuff {zs['stuff']}%; toy SAM proposal recall "
@@ -157,6 +166,8 @@ def add_demo(group) -> None:
                    help="seeds FIRST .. FIRST+SEEDS-1 (default 0: the shipped models' seeds; others check the figures on fresh ones)")
     d.add_argument("--steps", type=int, default=ToyRun.steps)
     d.add_argument("--lr", type=float, default=ToyRun.lr, help="peak learning rate (AdamW, poly decay to the last step)")
+    d.add_argument("--sam-feature-scale", type=float, default=SamConfig.feature_scale,
+                   help="multiply SAM's features by this before the fusion (eq. 1); 1 = official")
     d.add_argument("--ship", action="store_true", help="copy the seed-0 models to data_samples/toyworld")
     _run_arguments(d)
     d.set_defaults(func=cmd_demo)
@@ -240,7 +251,35 @@ def add_length(group) -> None:
     g.set_defaults(func=cmd_length)
 
 
-COMMANDS = [add_pretrain_clip, add_pretrain_sam, add_pretrain_blip, add_demo, add_compare, add_ablate, add_length]
+def cmd_fusion_scale(args) -> int:
+    """``ebseg-lite toyworld fusion-scale``: how loud eq. 1's two addends are; the figures of scaled demo runs."""
+    from ebseg_lite.toyworld import fusion_scale as fs
+    missing = [r for r in args.reports if not (Path(r) / "metrics.json").is_file()]
+    if missing:
+        raise SystemExit(f"ebseg-lite toyworld fusion-scale: no metrics.json in {', '.join(missing)} "
+                         "(make one with `ebseg-lite toyworld demo --sam-feature-scale S --out DIR`)")
+    table = fs.addend_table(checkpoint=args.checkpoint, n_scenes=args.scenes)
+    print(fs.format_table(table))
+    print(f"SAM scale that gives both addends the same RMS: {fs.balanced_scale(table):.3f}")
+    if args.reports:
+        result = fs.collect(args.reports, table=table, out=args.out)
+        print(fs.format_runs(result))
+        if args.out:
+            print(f"wrote {args.out}")
+    return 0
+
+
+def add_fusion_scale(group) -> None:
+    f = group.add_parser("fusion-scale", help="RMS of SAM's and CLIP's terms of the fusion (eq. 1); collect scaled demo runs")
+    f.add_argument("--checkpoint", default=None, help="a trained toy EBSeg (default: the fusion as training starts)")
+    f.add_argument("--scenes", type=int, default=16, help="toy training scenes to measure on")
+    f.add_argument("--reports", nargs="*", default=[], help="finished `toyworld demo` folders to summarise")
+    f.add_argument("--out", default=None, help="write the summary (JSON) here")
+    f.set_defaults(func=cmd_fusion_scale)
+
+
+COMMANDS = [add_pretrain_clip, add_pretrain_sam, add_pretrain_blip, add_demo, add_compare, add_ablate, add_length,
+            add_fusion_scale]
 
 
 def add_parser(sub):

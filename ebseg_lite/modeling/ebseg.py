@@ -36,7 +36,7 @@ class EBSeg(nn.Module):
         width = visual.conv1.out_channels
         self.embed_dim = visual.proj.shape[1]
         self.clip_heads = visual.transformer.resblocks[0].attn.num_heads
-        self.fusion = FeatureFusion(width, cfg.sam.embed_dim)
+        self.fusion = FeatureFusion(width, cfg.sam.embed_dim, sam_scale=cfg.sam.feature_scale)
         self.pixel_decoder = PixelDecoder(cfg.sam.embed_dim, cfg.decoder)
         self.decoder = AdaBDecoder(cfg.decoder, self.embed_dim, self.clip_heads)
         self.bg_embed = nn.Parameter(torch.randn(1, self.embed_dim) * self.embed_dim ** -0.5)

@@ -237,11 +237,15 @@ def evaluate_runs(checkpoints: Dict[tuple, tuple], run: ToyRun, *, workers: Opti
 
 def run_demo(out_dir="toyworld_report", *, seeds: Sequence[int] = (0,), run: Optional[ToyRun] = None,
              ssc_options: Sequence[bool] = (False, True), progress: bool = True, figures: bool = True,
-             workers: Optional[int] = None) -> Dict:
+             workers: Optional[int] = None, model_overrides: Optional[dict] = None) -> Dict:
     """Train (per seed, with and without SSC), evaluate every mode, write the report folder.
 
     The trainings run side by side in ``workers`` processes of one thread each (default: one per CPU
     core, at most one per training), the fastest use of a few cores for such small models.
+
+    ``model_overrides``: changes to the ``toy`` model preset for every model of the run (as
+    ``build_model``'s keyword arguments, e.g. ``{"sam": {"feature_scale": 0.054}}``), stored in
+    ``metrics.json``; None is the preset.
 
     Writes ``metrics.json`` (per seed and mean/std), ``table.txt`` and figures; returns the metrics.
     """
@@ -251,14 +255,16 @@ def run_demo(out_dir="toyworld_report", *, seeds: Sequence[int] = (0,), run: Opt
     t0 = time.perf_counter()
     test = held_out_scenes(run.test_scenes, size=run.size)
     jobs = [(ssc, seed) for ssc in ssc_options for seed in seeds]
-    histories = train_jobs(jobs, run, out / "runs", workers=workers, progress=progress)
+    mo = dict(model_overrides or {})
+    histories = train_jobs(jobs, run, out / "runs", workers=workers, progress=progress,
+                           overrides={job: {"model_overrides": mo} for job in jobs} if mo else None)
     per, models = {}, {}
     ckpt = {(ssc, seed): out / "runs" / f"{'ssc' if ssc else 'no_ssc'}_seed{seed}" / "model.safetensors"
             for ssc, seed in jobs}
-    evaluated = evaluate_runs({job: (ckpt[job], None) for job in jobs}, run, workers=workers, progress=progress)
+    evaluated = evaluate_runs({job: (ckpt[job], mo or None) for job in jobs}, run, workers=workers, progress=progress)
     for ssc, seed in jobs:
         tag = "ssc" if ssc else "no_ssc"
-        model = build_model("toy", checkpoint=str(ckpt[(ssc, seed)]))
+        model = build_model("toy", checkpoint=str(ckpt[(ssc, seed)]), **mo)
         res = evaluated[(ssc, seed)]
         history = histories[(ssc, seed)]
         per.setdefault(tag, []).append({"seed": seed, "summary": summary(res),
@@ -271,7 +277,7 @@ def run_demo(out_dir="toyworld_report", *, seeds: Sequence[int] = (0,), run: Opt
     world = ToyWorld()
     metrics = {"seeds": list(seeds), "run": dataclasses.asdict(run), "modes": {m: {k: list(v) if isinstance(v, tuple)
                else v for k, v in kw.items()} for m, kw in MODES.items()}, "class_names": world.class_names,
-               "seen": world.seen, "per_seed": per, "stats": stats, "chance": chance, **encoder_figures(),
+               "seen": world.seen, "model_overrides": mo, "per_seed": per, "stats": stats, "chance": chance, **encoder_figures(),
                "seconds": None}
     table = format_report(stats, seeds) + (f"\n\nchance (uniformly random labels): all {chance['mIoU']:.1f}, seen "
                                            f"{chance['mIoU_seen']:.1f}, new {chance['mIoU_new']:.1f}")

@@ -177,6 +177,44 @@ def test_demo_first_seed_picks_fresh_seeds_and_ship_needs_seed_0(tmp_path, stand
     assert seen["seeds"] == (0, 1, 2)             # the default: the shipped models' seeds
 
 
+def test_demo_sam_feature_scale_reaches_run_demo_and_ship_refuses_it(tmp_path, stand_in):
+    """`toyworld demo --sam-feature-scale S` trains and evaluates with SAM's features times S before the
+    fusion; the default asks for no change; --ship (the preset's models) and S <= 0 are refused first."""
+    from ebseg_lite.cli import toyworld as cli
+    from ebseg_lite.cli.main import main
+    seen = stand_in(cli, "run_demo")
+    with pytest.raises(stand_in.reached):
+        main(["toyworld", "demo", "--out", str(tmp_path / "r"), "--sam-feature-scale", "0.05"])
+    assert seen["model_overrides"] == {"sam": {"feature_scale": 0.05}}
+    seen.clear()
+    with pytest.raises(stand_in.reached):
+        main(["toyworld", "demo", "--out", str(tmp_path / "r")])
+    assert seen["model_overrides"] is None
+    seen.clear()
+    for bad, match in ((["--sam-feature-scale", "0.05", "--ship"], "--ship"), (["--sam-feature-scale", "0"], "positive")):
+        with pytest.raises(SystemExit, match=match):
+            main(["toyworld", "demo", "--out", str(tmp_path / "r")] + bad)
+        assert not seen
+
+
+def test_run_demo_model_overrides_train_and_evaluate_the_changed_model(tmp_path, monkeypatch):
+    from ebseg_lite.builder import build_model
+    monkeypatch.setenv("EBSEG_CACHE", str(tmp_path / "cache"))
+    run = ToyRun(steps=2, batch_size=2, train_scenes=4, test_scenes=2)
+    mo = {"sam": {"feature_scale": 0.25}}
+    metrics = run_demo(tmp_path / "r", seeds=(0,), run=run, ssc_options=(True,), progress=False, figures=False,
+                       workers=1, model_overrides=mo)
+    assert metrics["model_overrides"] == mo
+    saved = json.loads((tmp_path / "r" / "runs" / "ssc_seed0" / "config.json").read_text())
+    assert saved["model"]["sam"]["feature_scale"] == 0.25 and saved["train"]["model_overrides"] == mo
+    ckpt = str(tmp_path / "r" / "runs" / "ssc_seed0" / "model.safetensors")
+    got = metrics["per_seed"]["ssc"][0]["summary"]
+    scaled = pipeline.summary(evaluate_modes(build_model("toy", checkpoint=ckpt, **mo), held_out_scenes(2), progress=False))
+    plain = pipeline.summary(evaluate_modes(build_model("toy", checkpoint=ckpt), held_out_scenes(2), progress=False))
+    assert got == scaled          # evaluated with the scale it was trained with
+    assert got != plain           # which matters: the same weights read SAM at scale 1 predict otherwise
+
+
 @pytest.mark.parametrize("holds", [False, True])
 def test_demo_points_to_the_length_curve_when_a_does_not_lead(tmp_path, monkeypatch, capsys, holds):
     from ebseg_lite.cli import toyworld as cli

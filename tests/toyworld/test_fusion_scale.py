@@ -1,0 +1,57 @@
+"""The fusion's two addends in the toy world: their RMS, the scale that balances them, and the summary of scaled runs."""
+import json
+
+import pytest
+
+from ebseg_lite.builder import build_model
+from ebseg_lite.modeling.fusion import FUSED
+from ebseg_lite.toyworld import fusion_scale as fs
+
+
+def test_balanced_scale_by_hand():
+    table = {"res3": {"sam": 10.0, "clip": 0.5}, "res4": {"sam": 20.0, "clip": 0.5}, "res5": {"sam": 5.0, "clip": 0.5},
+             "sam_scale": 2.0}
+    # ratios clip / sam: 0.05, 0.025, 0.1 -> mean 0.175 / 3; measured at scale 2
+    assert fs.balanced_scale(table) == pytest.approx(2.0 * 0.175 / 3)
+
+
+def test_the_scale_reaches_the_sam_term_only_and_the_balanced_scale_balances():
+    plain = fs.addend_table(build_model("toy").model, n_scenes=2)
+    assert plain["sam_scale"] == 1.0
+    assert all(plain[k]["sam"] > 5 * plain[k]["clip"] for k in FUSED)   # the toy SAM drowns the CLIP term
+    s = fs.balanced_scale(plain)
+    scaled = fs.addend_table(build_model("toy", sam={"feature_scale": s}).model, n_scenes=2)
+    for k in FUSED:
+        assert scaled[k]["sam"] == pytest.approx(s * plain[k]["sam"], rel=1e-5)
+        assert scaled[k]["clip"] == pytest.approx(plain[k]["clip"], rel=1e-6)   # same seed: the same fresh conv
+    # on average over the levels, CLIP term / SAM term is now 1
+    assert sum(scaled[k]["clip"] / scaled[k]["sam"] for k in FUSED) / 3 == pytest.approx(1.0, rel=1e-5)
+    assert "SAM / CLIP" in fs.format_table(plain)
+
+
+def test_collect_keeps_each_runs_figures(tmp_path):
+    from ebseg_lite.toyworld.experiments import ToyRun, run_demo
+    run = ToyRun(steps=2, batch_size=2, train_scenes=4, test_scenes=2)
+    metrics = run_demo(tmp_path / "r", seeds=(0,), run=run, progress=False, figures=False, workers=1,
+                       model_overrides={"sam": {"feature_scale": 0.5}})
+    table = {k: {"sam": 2.0, "clip": 1.0} for k in FUSED}
+    table["sam_scale"] = 1.0
+    out = tmp_path / "summary.json"
+    result = fs.collect([tmp_path / "r"], table=table, out=out)
+    assert json.loads(out.read_text()) == result
+    assert result["balanced_scale"] == 0.5 and result["addends_at_init"] == table
+    (r,) = result["runs"]
+    assert r["model_overrides"] == {"sam": {"feature_scale": 0.5}} and r["run"]["steps"] == 2
+    same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)   # NaN for an absent class
+    for tag in ("ssc", "no_ssc"):
+        assert same(r["stats"][tag]["A"], metrics["stats"][tag]["A"])
+        assert same(r["per_seed"][tag][0]["D"], metrics["per_seed"][tag][0]["summary"]["D"])
+    text = fs.format_runs(result)
+    assert "SAM scale 0.5" in text and "A the best on seen classes" in text
+    assert f"{metrics['stats']['ssc']['A']['mIoU_seen']['mean']:5.1f}" in text
+
+
+def test_fusion_scale_command_refuses_a_folder_without_metrics(tmp_path):
+    from ebseg_lite.cli.main import main
+    with pytest.raises(SystemExit, match="no metrics.json"):
+        main(["toyworld", "fusion-scale", "--reports", str(tmp_path)])
