@@ -67,6 +67,20 @@ def checkpoint_metadata(path) -> Dict[str, str]:
         return dict(f.metadata() or {})
 
 
+def check_sam_scale(model, meta: Dict[str, str], path) -> None:
+    """Weights trained with SAM's features scaled before the fusion (``SamConfig.feature_scale``) only
+    predict right in a model built with the same scale; no tensor shape tells, so the saved config does."""
+    cfg = getattr(model, "cfg", None)
+    try:
+        saved = float(json.loads(meta["config"])["sam"].get("feature_scale", 1.0))
+    except (KeyError, TypeError, ValueError):
+        return
+    if cfg is not None and saved != cfg.sam.feature_scale:
+        raise CheckpointError(f"checkpoint {path} was trained with SAM's features scaled by {saved:g} before the fusion, "
+                              f"the model scales them by {cfg.sam.feature_scale:g}: build it with "
+                              f"sam={{'feature_scale': {saved:g}}}")
+
+
 def load_checkpoint(model, path, *, strict: bool = True) -> Dict[str, list]:
     """Load ebseg_lite weights (safetensors or .pth state dict) into ``model``.
 
@@ -82,6 +96,7 @@ def load_checkpoint(model, path, *, strict: bool = True) -> Dict[str, list]:
     if Path(path).suffix == ".safetensors":
         meta = checkpoint_metadata(path)
         partial = meta.get("trainable_only") == "1"
+    check_sam_scale(model, meta, path)
     own = model.state_dict()
     check_shapes(own, sd, f"checkpoint {path}")
     missing = sorted(set(own) - set(sd))

@@ -131,6 +131,29 @@ def test_save_load_round_trip(tmp_path):
     assert_same(state(build(seed=2, checkpoint=str(path))), want)  # build_model(checkpoint=...)
 
 
+def test_weights_trained_with_a_sam_scale_need_a_model_with_that_scale(tmp_path):
+    """No tensor shape tells SAM's feature scale (eq. 1), so the saved config is checked on load: a mismatch
+    is refused with the fix in the message; the same scale loads; a file without the field means scale 1."""
+    scaled = builder.build_model("tiny", seed=0, sam={"feature_scale": 0.5}).model
+    path = save_checkpoint(scaled, tmp_path / "scaled.safetensors")
+    with pytest.raises(CheckpointError, match=r"scaled by 0.5 .*sam=\{'feature_scale': 0.5\}"):
+        load_checkpoint(build(seed=1), path)
+    again = builder.build_model("tiny", seed=1, sam={"feature_scale": 0.5}).model
+    load_checkpoint(again, path)
+    assert_same(state(again), state(scaled))
+    # an older file: its config has no feature_scale, so it was trained at 1 and loads into the default model
+    meta = checkpoint_metadata(path)
+    cfg = json.loads(meta["config"])
+    del cfg["sam"]["feature_scale"]
+    with safe_open(str(path), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata={**meta, "config": json.dumps(cfg)})
+    load_checkpoint(build(seed=1), old)
+    with pytest.raises(CheckpointError, match="scaled by 1 "):
+        load_checkpoint(builder.build_model("tiny", seed=1, sam={"feature_scale": 0.5}).model, old)
+
+
 def test_trainable_only(tmp_path):
     a, b = build(seed=0), build(seed=1)
     trainable = {n for n, p in a.model.named_parameters() if p.requires_grad}

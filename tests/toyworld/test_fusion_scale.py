@@ -46,6 +46,9 @@ def test_collect_keeps_each_runs_figures(tmp_path):
     for tag in ("ssc", "no_ssc"):
         assert same(r["stats"][tag]["A"], metrics["stats"][tag]["A"])
         assert same(r["per_seed"][tag][0]["D"], metrics["per_seed"][tag][0]["summary"]["D"])
+    # a trained checkpoint is measured at the scale it was trained with (the preset's 1 would refuse it)
+    ckpt = tmp_path / "r" / "runs" / "ssc_seed0" / "model.safetensors"
+    assert fs.addend_table(checkpoint=str(ckpt), n_scenes=2)["sam_scale"] == 0.5
     text = fs.format_runs(result)
     assert "SAM scale 0.5" in text and "A the best on seen classes" in text
     assert f"{metrics['stats']['ssc']['A']['mIoU_seen']['mean']:5.1f}" in text
