@@ -111,6 +111,13 @@ def _seed_range(args, command: str) -> tuple:
     return tuple(range(args.first_seed, args.first_seed + args.seeds))
 
 
+def _scale_overrides(args, command: str):
+    """``--sam-feature-scale`` as model overrides (None for the preset's 1), refusing a scale that is not positive."""
+    if not args.sam_feature_scale > 0:
+        raise SystemExit(f"ebseg-lite toyworld {command}: --sam-feature-scale must be positive (got {args.sam_feature_scale})")
+    return {"sam": {"feature_scale": args.sam_feature_scale}} if args.sam_feature_scale != SamConfig.feature_scale else None
+
+
 def cmd_demo(args) -> int:
     """``ebseg-lite toyworld demo``: the report folder, and optionally the shipped seed-0 models."""
     run = ToyRun(steps=args.steps, batch_size=args.batch_size, lr=args.lr, train_scenes=args.train_scenes,
@@ -119,14 +126,12 @@ def cmd_demo(args) -> int:
     if args.ship and 0 not in seeds:
         raise SystemExit("ebseg-lite toyworld demo: --ship copies the seed-0 models; leave out --first-seed "
                          f"{args.first_seed} or --ship")
-    if not args.sam_feature_scale > 0:
-        raise SystemExit(f"ebseg-lite toyworld demo: --sam-feature-scale must be positive (got {args.sam_feature_scale})")
-    scaled = args.sam_feature_scale != SamConfig.feature_scale
-    if args.ship and scaled:
+    overrides = _scale_overrides(args, "demo")
+    if args.ship and overrides:
         raise SystemExit("ebseg-lite toyworld demo: --ship stores models of the toy preset; leave out "
                          "--sam-feature-scale or --ship")
     metrics = run_demo(args.out, seeds=seeds, run=run, progress=not args.no_progress, workers=args.workers,
-                       model_overrides={"sam": {"feature_scale": args.sam_feature_scale}} if scaled else None)
+                       model_overrides=overrides)
     print((Path(args.out) / "table.txt").read_text())
     zs = metrics["toy_clip_zero_shot"]
     print(f"toy CLIP zero-shot: things {zs['things']}%, stuff {zs['stuff']}%; toy SAM proposal recall "
@@ -155,6 +160,8 @@ def _run_arguments(p, *, test_scenes: int = ToyRun.test_scenes) -> None:
     p.add_argument("--train-scenes", type=int, default=ToyRun.train_scenes)
     p.add_argument("--test-scenes", type=int, default=test_scenes)
     p.add_argument("--workers", type=int, default=None, help="training and evaluation processes (default: one per core)")
+    p.add_argument("--sam-feature-scale", type=float, default=SamConfig.feature_scale,
+                   help="multiply SAM's features by this before the fusion (eq. 1); 1 = official")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -166,8 +173,6 @@ def add_demo(group) -> None:
                    help="seeds FIRST .. FIRST+SEEDS-1 (default 0: the shipped models' seeds; others check the figures on fresh ones)")
     d.add_argument("--steps", type=int, default=ToyRun.steps)
     d.add_argument("--lr", type=float, default=ToyRun.lr, help="peak learning rate (AdamW, poly decay to the last step)")
-    d.add_argument("--sam-feature-scale", type=float, default=SamConfig.feature_scale,
-                   help="multiply SAM's features by this before the fusion (eq. 1); 1 = official")
     d.add_argument("--ship", action="store_true", help="copy the seed-0 models to data_samples/toyworld")
     _run_arguments(d)
     d.set_defaults(func=cmd_demo)
@@ -206,7 +211,8 @@ def cmd_ablate(args) -> int:
     run = ToyRun(steps=args.steps, batch_size=args.batch_size, train_scenes=args.train_scenes,
                  test_scenes=args.test_scenes)
     result = run_ablation(args.out, tables=tables, seeds=tuple(range(args.seeds)), run=run, workers=args.workers,
-                          probe_scenes=args.probe_scenes, progress=not args.no_progress)
+                          probe_scenes=args.probe_scenes, progress=not args.no_progress,
+                          model_overrides=_scale_overrides(args, "ablate"))
     for n in tables:
         print(format_table(n, result["tables"][str(n)]) + "\n")
     print(f"wrote {args.out}/ablation.json and table{{N}}.txt; {result['seconds']:.0f} s")
@@ -234,7 +240,8 @@ def cmd_length(args) -> int:
     run = ToyRun(batch_size=args.batch_size, train_scenes=args.train_scenes, test_scenes=args.test_scenes)
     seeds = _seed_range(args, "length")
     result = run_length(args.out, steps=steps, seeds=seeds, run=run, workers=args.workers,
-                        ssc_options=(True,) if args.ssc_only else (True, False), progress=not args.no_progress)
+                        ssc_options=(True,) if args.ssc_only else (True, False), progress=not args.no_progress,
+                        model_overrides=_scale_overrides(args, "length"))
     print(format_length(result))
     print(f"wrote {args.out}/length.json and length.png; {result['seconds']:.0f} s")
     return 0

@@ -105,8 +105,19 @@ def parse_tables(spec: str) -> List[int]:
     return nums
 
 
-def model_overrides(variant: str) -> dict:
-    return VARIANTS[variant][1].get("model_overrides", {})
+def variant_model(variant: str, base: Optional[dict] = None) -> dict:
+    """A variant's changes to the ``toy`` model preset, on top of ``base`` (the run's own, e.g. a SAM
+    feature scale); the variant's own setting wins where both set the same field."""
+    out = {k: dict(v) for k, v in (base or {}).items()}
+    for group, fields in VARIANTS[variant][1].get("model_overrides", {}).items():
+        out.setdefault(group, {}).update(fields)
+    return out
+
+
+def train_overrides(variant: str, base: Optional[dict] = None) -> dict:
+    """A variant's TrainConfig changes, its model overrides merged with ``base`` (:func:`variant_model`)."""
+    own = VARIANTS[variant][1]
+    return {**own, "model_overrides": variant_model(variant, base)} if base else own
 
 
 def row_stats(per_seed: List[Dict[str, Dict[str, float]]], mode: str) -> Dict[str, Dict[str, float]]:
@@ -157,10 +168,12 @@ def format_table(num: int, result: dict) -> str:
 
 def run_ablation(out_dir="toyworld_ablation", *, tables: Sequence[int] = (3,), seeds: Sequence[int] = (0, 1, 2),
                  run: Optional[ToyRun] = None, probe_scenes: int = 60, workers: Optional[int] = None,
-                 progress: bool = True) -> Dict:
+                 progress: bool = True, model_overrides: Optional[dict] = None) -> Dict:
     """Train every variant the ``tables`` need (per seed; finished runs in ``out_dir/runs`` are kept),
     evaluate each on the demo's test scenes, write ``ablation.json``, ``table{N}.txt`` and
-    ``ablation.png`` (:func:`~ebseg_lite.toyworld.report.ablation_figure`); return the results."""
+    ``ablation.png`` (:func:`~ebseg_lite.toyworld.report.ablation_figure`); return the results.
+    ``model_overrides`` changes the ``toy`` preset for every variant (each variant's own changes on top)."""
+    base = dict(model_overrides or {})
     run = run or ToyRun()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -169,8 +182,8 @@ def run_ablation(out_dir="toyworld_ablation", *, tables: Sequence[int] = (3,), s
     jobs = [(VARIANTS[v][0], seed, v) for v in variants for seed in seeds]
     dirs = {job: out / "runs" / f"{job[2]}_seed{job[1]}" for job in jobs}
     train_jobs(jobs, run, out / "runs", workers=workers, progress=progress, dirs=dirs,
-               overrides={job: VARIANTS[job[2]][1] for job in jobs})
-    evaluated = evaluate_runs({job: (dirs[job] / "model.safetensors", model_overrides(job[2])) for job in jobs},
+               overrides={job: train_overrides(job[2], base) for job in jobs})
+    evaluated = evaluate_runs({job: (dirs[job] / "model.safetensors", variant_model(job[2], base)) for job in jobs},
                               run, workers=workers, progress=progress)
     per: Dict[str, List[dict]] = {}
     probes: List[Dict[str, float]] = []
@@ -181,7 +194,7 @@ def run_ablation(out_dir="toyworld_ablation", *, tables: Sequence[int] = (3,), s
     for job in jobs:
         per.setdefault(job[2], []).append(summary(evaluated[job]))
         if 3 in tables and job[2] == "ssc":
-            model = build_model("toy", checkpoint=str(dirs[job] / "model.safetensors"), **model_overrides(job[2]))
+            model = build_model("toy", checkpoint=str(dirs[job] / "model.safetensors"), **variant_model(job[2], base))
             probes.append(oracle_probe(model, n_scenes=probe_scenes))
             ceilings.append(mask_oracle_miou(model, held_out_scenes(run.test_scenes, size=run.size)))
             probe_modes = {m: MODES[m] for m in PROBE_MODES}
@@ -189,7 +202,7 @@ def run_ablation(out_dir="toyworld_ablation", *, tables: Sequence[int] = (3,), s
             costs.append(open_vocabulary_cost(model, probe_modes, n_scenes=run.test_scenes))
             kinds.append(error_kinds(model, probe_modes, n_scenes=probe_scenes))
     result = {"seeds": list(seeds), "run": dataclasses.asdict(run), "variants": {v: VARIANTS[v][1] for v in variants},
-              "per_seed": per, "tables": {}}
+              "model_overrides": base, "per_seed": per, "tables": {}}
     for n in tables:
         rows = [dict(label=label, variant=v, mode=m, **row_stats(per[v], m)) for label, v, m in TABLES[n][1]]
         res = {"title": TABLES[n][0], "seeds": list(seeds), "rows": rows, "paper": TABLES[n][2]}

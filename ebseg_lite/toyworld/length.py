@@ -60,30 +60,34 @@ def curve_point(per_seed: List[Dict[str, Dict[str, float]]]) -> Dict[str, object
 
 def run_length(out_dir="toyworld_length", *, steps: Sequence[int] = DEFAULT_STEPS, seeds: Sequence[int] = (0, 1, 2),
                ssc_options: Sequence[bool] = (True, False), run: Optional[ToyRun] = None,
-               workers: Optional[int] = None, progress: bool = True, figure: bool = True) -> Dict:
+               workers: Optional[int] = None, progress: bool = True, figure: bool = True,
+               model_overrides: Optional[dict] = None) -> Dict:
     """Train (per length, seed and SSC option) and evaluate on the demo's benchmark scenes.
 
     Runs go to ``out_dir/steps{N}/{ssc|no_ssc}_seed{s}`` (a finished run there is kept). Writes
     ``length.json`` ({"steps", "seeds", "run", "per_seed": {tag: {N: [summary]}}, "curve": {tag: {N:
-    curve_point}}, "seconds"}) and ``length.png``; returns that dict.
+    curve_point}}, "model_overrides", "seconds"}) and ``length.png``; returns that dict.
+    ``model_overrides`` changes the ``toy`` preset for every run, as in :func:`~ebseg_lite.toyworld.experiments.run_demo`.
     """
     run = run or ToyRun()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     jobs = [(ssc, seed) for ssc in ssc_options for seed in seeds]
+    mo = dict(model_overrides or {})
     tag = lambda ssc: "ssc" if ssc else "no_ssc"
     per: Dict[str, Dict[str, list]] = {tag(s): {} for s in ssc_options}
     for n in steps:
         r = dataclasses.replace(run, steps=int(n))
         runs = out / f"steps{n}"
-        train_jobs(jobs, r, runs, workers=workers, progress=progress)
-        ckpt = {job: (runs / f"{tag(job[0])}_seed{job[1]}" / "model.safetensors", None) for job in jobs}
+        train_jobs(jobs, r, runs, workers=workers, progress=progress,
+                   overrides={job: {"model_overrides": mo} for job in jobs} if mo else None)
+        ckpt = {job: (runs / f"{tag(job[0])}_seed{job[1]}" / "model.safetensors", mo or None) for job in jobs}
         res = evaluate_runs(ckpt, r, workers=workers, progress=progress)
         for ssc in ssc_options:
             per[tag(ssc)][str(n)] = [summary(res[(ssc, seed)]) for seed in seeds]
     result = {"steps": [int(n) for n in steps], "seeds": list(seeds), "run": dataclasses.asdict(run),
-              "per_seed": per, "curve": {t: {n: curve_point(rows) for n, rows in d.items()} for t, d in per.items()}}
+              "model_overrides": mo, "per_seed": per, "curve": {t: {n: curve_point(rows) for n, rows in d.items()} for t, d in per.items()}}
     result["seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write(out / "length.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
     if figure:

@@ -168,3 +168,34 @@ def test_table3_text_lists_the_open_vocabulary_cost_and_error_kinds():
     new_row = lines[lines.index(seen_row) + 1]
     assert [float(x) for x in seen_row.split()[2:]] == [0.0, 10.0, 20.0, 30.0, 40.0]
     assert new_row.split()[0] == "new" and [float(x) for x in new_row.split()[1:]] == [5.0, 15.0, 25.0, 35.0, 45.0]
+
+
+def test_a_runs_model_overrides_reach_every_variant_and_the_variants_own_win():
+    from ebseg_lite.toyworld.ablation import VARIANTS, train_overrides, variant_model
+    base = {"sam": {"feature_scale": 0.25, "enabled": True}}
+    # no_sam turns SAM off on top of the run's scale; the run's dict is not modified
+    assert variant_model("no_sam", base) == {"sam": {"feature_scale": 0.25, "enabled": False}}
+    assert base == {"sam": {"feature_scale": 0.25, "enabled": True}}
+    assert variant_model("ssc_head_late", base) == {"sam": {"feature_scale": 0.25, "enabled": True},
+                                                   "clip": {"feature_blocks": (3, 6, 9)}}
+    assert variant_model("ssc") == {} and train_overrides("ssc") is VARIANTS["ssc"][1]   # no base: unchanged
+    assert train_overrides("sam_trained", base) == {"train_sam": True, "cache_features": False,
+                                                    "model_overrides": {"sam": {"feature_scale": 0.25, "enabled": True}}}
+
+
+def test_ablate_and_length_commands_pass_the_sam_feature_scale(stand_in):
+    from ebseg_lite.cli import toyworld as cli
+    from ebseg_lite.cli.main import main
+    from ebseg_lite.toyworld import ablation, length
+    for module, name, argv in ((ablation, "run_ablation", ["ablate", "--table", "7"]),
+                               (length, "run_length", ["length", "--steps", "300"])):
+        seen = stand_in(module, name)
+        with pytest.raises(stand_in.reached):
+            main(["toyworld", *argv, "--sam-feature-scale", "0.1"])
+        assert seen["model_overrides"] == {"sam": {"feature_scale": 0.1}}
+        seen.clear()
+        with pytest.raises(stand_in.reached):
+            main(["toyworld", *argv])
+        assert seen["model_overrides"] is None
+        with pytest.raises(SystemExit, match="positive"):
+            main(["toyworld", *argv, "--sam-feature-scale", "-1"])

@@ -71,6 +71,20 @@ def test_each_length_is_the_demos_run_and_finished_runs_are_kept(tmp_path, monke
     assert "SSC on" in table and "SSC off" not in table and "A best on seen" in table
 
 
+def test_a_scaled_length_point_is_the_scaled_demos_run(tmp_path, monkeypatch):
+    """With model overrides (a SAM feature scale), each point is the demo's figure with the same overrides."""
+    monkeypatch.setenv("EBSEG_CACHE", str(tmp_path / "cache"))
+    run, mo = ToyRun(steps=2, batch_size=2, train_scenes=4, test_scenes=2), {"sam": {"feature_scale": 0.5}}
+    saved = run_length(tmp_path / "length", steps=(2,), seeds=(0,), ssc_options=(True,), run=run, progress=False,
+                       workers=1, figure=False, model_overrides=mo)
+    assert saved["model_overrides"] == mo
+    cfg = json.loads((tmp_path / "length" / "steps2" / "ssc_seed0" / "config.json").read_text())
+    assert cfg["model"]["sam"]["feature_scale"] == 0.5
+    demo = run_demo(tmp_path / "demo", seeds=(0,), run=run, ssc_options=(True,), progress=False, figures=False,
+                    workers=1, model_overrides=mo)
+    assert _same(saved["per_seed"]["ssc"]["2"][0], demo["per_seed"]["ssc"][0]["summary"])
+
+
 def test_length_command_rejects_bad_step_counts_and_seeds():
     from ebseg_lite.cli.main import main
     with pytest.raises(SystemExit, match="--steps"):
