@@ -142,7 +142,9 @@ def cmd_demo(args) -> int:
     premise = next((r for r in metrics.get("readings", []) if r["claim"].startswith("A is the best")), None)
     if premise is not None and not premise["holds"]:
         print("A is not (yet) the best on seen classes at this length: `ebseg-lite toyworld length` follows A, B and "
-              "D over longer trainings (the shipped curve: notebook 08, section 4; README, toy world (2))")
+              "D over longer trainings (the shipped curve: notebook 08, section 4; README, toy world (2)); "
+              "`ebseg-lite toyworld fusion-scale` shows how much louder SAM's term of the fusion is than CLIP's "
+              "(notebook 02, section 5; README, toy world (2b))")
     print(f"report in {args.out}/ (metrics.json, table.txt, predictions.png, per_class_iou.png, affinity.png); "
           f"{metrics['seconds']:.0f} s")
     if args.ship:

@@ -230,7 +230,8 @@ def test_demo_points_to_the_length_curve_when_a_does_not_lead(tmp_path, monkeypa
 
     monkeypatch.setattr(cli, "run_demo", fake_demo)
     assert main(["toyworld", "demo", "--out", str(tmp_path / "r")]) == 0
-    assert ("toyworld length" in capsys.readouterr().out) is not holds
+    out = capsys.readouterr().out
+    assert ("toyworld length" in out) is not holds and ("toyworld fusion-scale" in out) is not holds
 
 
 def test_side_by_side_evaluation_equals_the_serial_one():
