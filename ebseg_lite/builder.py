@@ -26,7 +26,7 @@ from ebseg_lite.config import EBSegConfig, get_preset
 from ebseg_lite.inference.predictor import EBSegPredictor
 from ebseg_lite.modeling.ebseg import EBSeg
 from ebseg_lite.modeling.sam_features import build_sam_encoder
-from ebseg_lite.io.checkpoints import load_checkpoint, load_sam_checkpoint
+from ebseg_lite.io.checkpoints import checkpoint_metadata, load_checkpoint, load_sam_checkpoint, saved_sam_scale
 from ebseg_lite.io.files import CheckpointError, WeightsUnavailable, read_state_dict
 from ebseg_lite.io.hub import cache_only_when_offline
 
@@ -174,9 +174,15 @@ def build_model(preset: str = "tiny", *, clip_pretrained: Optional[str] = None, 
         checkpoint: ebseg_lite weights or an official EBSeg checkpoint (EBSeg_base.pth).
         device: "cpu", "cuda", "mps" or "auto".
         seed: seeds the random initialisation (None leaves the global RNG alone).
-        overrides: e.g. ``inference={"balancing": "paper"}`` or ``decoder={"num_queries": 50}``.
+        overrides: e.g. ``inference={"balancing": "paper"}`` or ``decoder={"num_queries": 50}``. An
+            ebseg_lite checkpoint's SAM feature scale (``sam={"feature_scale": s}``) is taken from its saved
+            config unless given here; a different one given here is refused when the weights load.
     """
     cfg = _apply_overrides(get_preset(preset), overrides)
+    if checkpoint and os.path.isfile(checkpoint) and "feature_scale" not in overrides.get("sam", {}):
+        # weights trained with SAM's features scaled before the fusion carry the scale in their config
+        saved = saved_sam_scale(checkpoint_metadata(checkpoint)) if str(checkpoint).endswith(".safetensors") else None
+        cfg.sam = dataclasses.replace(cfg.sam, feature_scale=saved if saved is not None else cfg.sam.feature_scale)
     if registry.has("weights_check", cfg.preset):  # a plug-in preset explains how to make its weights
         registry.lookup("weights_check", cfg.preset)(clip_pretrained or cfg.clip.pretrained,
                                                      sam_checkpoint or cfg.sam.checkpoint)

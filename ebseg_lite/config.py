@@ -54,6 +54,7 @@ class SamConfig:
     #: starts with a bias-free 1x1 conv and a LayerNorm), so it is whatever pretraining left; where it
     #: is far above the LayerNorm-ed CLIP term's (std 1/sqrt(3) at initialisation), the sum is mostly
     #: SAM's and the decoder starts almost without CLIP's semantics (``toyworld demo --sam-feature-scale``).
+    #: Saved with trained weights; ``build_model(checkpoint=...)`` takes it from there.
     feature_scale: float = 1.0
 
 

@@ -15,7 +15,7 @@ from ebseg_lite.io.files import CheckpointError, atomic_write, check_shapes, rea
 from ebseg_lite.io.official import load_official_state_dict
 
 __all__ = ["CheckpointError", "atomic_write", "read_state_dict", "load_sam_checkpoint", "save_checkpoint",
-           "checkpoint_metadata", "load_checkpoint"]
+           "checkpoint_metadata", "load_checkpoint", "saved_sam_scale"]
 
 
 def load_sam_checkpoint(encoder: nn.Module, path) -> None:
@@ -67,15 +67,21 @@ def checkpoint_metadata(path) -> Dict[str, str]:
         return dict(f.metadata() or {})
 
 
+def saved_sam_scale(meta: Dict[str, str]) -> Optional[float]:
+    """The SAM feature scale (``SamConfig.feature_scale``) in a file's saved config: 1 for a config written
+    before the field existed, None without a config (an official or a ``.pth`` checkpoint)."""
+    try:
+        return float(json.loads(meta["config"])["sam"].get("feature_scale", 1.0))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def check_sam_scale(model, meta: Dict[str, str], path) -> None:
     """Weights trained with SAM's features scaled before the fusion (``SamConfig.feature_scale``) only
     predict right in a model built with the same scale; no tensor shape tells, so the saved config does."""
     cfg = getattr(model, "cfg", None)
-    try:
-        saved = float(json.loads(meta["config"])["sam"].get("feature_scale", 1.0))
-    except (KeyError, TypeError, ValueError):
-        return
-    if cfg is not None and saved != cfg.sam.feature_scale:
+    saved = saved_sam_scale(meta)
+    if cfg is not None and saved is not None and saved != cfg.sam.feature_scale:
         raise CheckpointError(f"checkpoint {path} was trained with SAM's features scaled by {saved:g} before the fusion, "
                               f"the model scales them by {cfg.sam.feature_scale:g}: build it with "
                               f"sam={{'feature_scale': {saved:g}}}")

@@ -21,7 +21,6 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from ebseg_lite.builder import build_model
-from ebseg_lite.io.checkpoints import checkpoint_metadata
 from ebseg_lite.io.files import atomic_write
 from ebseg_lite.modeling.fusion import FUSED, addend_rms
 from ebseg_lite.toyworld.world import ToyWorld
@@ -39,11 +38,8 @@ def addend_table(model=None, *, n_scenes: int = 16, seed: int = 5, checkpoint: O
     Returns:
         ``{"res3": {"sam": .., "clip": ..}, .., "sam_scale": the model's scale}``.
     """
-    if model is None and checkpoint:   # built at the SAM scale the weights were trained with
-        saved = json.loads(checkpoint_metadata(checkpoint).get("config", "{}")).get("sam", {})
-        model = build_model("toy", checkpoint=checkpoint, sam={"feature_scale": saved.get("feature_scale", 1.0)}).model
-    elif model is None:
-        model = build_model("toy").model
+    if model is None:   # a checkpoint brings the SAM scale it was trained with (build_model reads it)
+        model = (build_model("toy", checkpoint=checkpoint) if checkpoint else build_model("toy")).model
     data = ToyWorld().dataset(n_scenes, seed=seed, split="train", size=128)
     images = torch.stack([data[i]["image"] for i in range(n_scenes)])
     was_training = model.training

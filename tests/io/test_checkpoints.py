@@ -141,6 +141,11 @@ def test_weights_trained_with_a_sam_scale_need_a_model_with_that_scale(tmp_path)
     again = builder.build_model("tiny", seed=1, sam={"feature_scale": 0.5}).model
     load_checkpoint(again, path)
     assert_same(state(again), state(scaled))
+    # build_model takes the scale from the file unless asked for another
+    built = build(seed=2, checkpoint=str(path)).model
+    assert built.fusion.sam_scale == 0.5 and built.cfg.sam.feature_scale == 0.5
+    with pytest.raises(CheckpointError, match="scaled by 0.5"):
+        build(seed=2, checkpoint=str(path), sam={"feature_scale": 1.0})
     # an older file: its config has no feature_scale, so it was trained at 1 and loads into the default model
     meta = checkpoint_metadata(path)
     cfg = json.loads(meta["config"])

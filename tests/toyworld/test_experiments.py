@@ -211,9 +211,11 @@ def test_run_demo_model_overrides_train_and_evaluate_the_changed_model(tmp_path,
     got = metrics["per_seed"]["ssc"][0]["summary"]
     scaled = pipeline.summary(evaluate_modes(build_model("toy", checkpoint=ckpt, **mo), held_out_scenes(2), progress=False))
     assert json.dumps(got, sort_keys=True) == json.dumps(scaled, sort_keys=True)   # evaluated with its own scale
+    # the weights bring their scale (their saved config); another scale, asked for, is refused
+    assert build_model("toy", checkpoint=ckpt).model.fusion.sam_scale == 0.25
     from ebseg_lite.io.files import CheckpointError
-    with pytest.raises(CheckpointError, match="feature_scale"):   # the preset's scale 1 refuses these weights
-        build_model("toy", checkpoint=ckpt)
+    with pytest.raises(CheckpointError, match="feature_scale"):
+        build_model("toy", checkpoint=ckpt, sam={"feature_scale": 1.0})
 
 
 @pytest.mark.parametrize("holds", [False, True])
