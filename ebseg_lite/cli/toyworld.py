@@ -271,7 +271,8 @@ def cmd_fusion_scale(args) -> int:
     print(fs.format_table(table))
     print(f"SAM scale that gives both addends the same RMS: {fs.balanced_scale(table):.3f}")
     if args.reports:
-        result = fs.collect(args.reports, table=table, out=args.out)
+        result = fs.collect(args.reports, table=table, out=args.out,
+                            measured_on=args.checkpoint or "a fresh fusion (as training starts)")
         print(fs.format_runs(result))
         if args.out:
             print(f"wrote {args.out}")

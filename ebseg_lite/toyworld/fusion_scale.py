@@ -76,13 +76,15 @@ def _summary(metrics: Dict) -> Dict:
             "affinity_gap": metrics.get("affinity_gap"), "seconds": metrics["seconds"]}
 
 
-def collect(reports: Sequence, *, table: Optional[Dict] = None, out=None) -> Dict:
-    """Gather finished ``toyworld demo`` report folders into one summary (written to ``out`` when given)."""
+def collect(reports: Sequence, *, table: Optional[Dict] = None, measured_on: str = "a fresh fusion", out=None) -> Dict:
+    """Gather finished ``toyworld demo`` report folders into one summary (written to ``out`` when given),
+    with ``table`` (:func:`addend_table`) and what it was measured on (a fresh fusion or a checkpoint)."""
     runs: List[Dict] = []
     for folder in reports:
         metrics = json.loads((Path(folder) / "metrics.json").read_text())
         runs.append(_summary(metrics))
-    result = {"addends_at_init": table, "balanced_scale": balanced_scale(table) if table else None, "runs": runs}
+    result = {"addends": table, "addends_measured_on": measured_on if table else None,
+              "balanced_scale": balanced_scale(table) if table else None, "runs": runs}
     if out is not None:
         atomic_write(Path(out), lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
     return result

@@ -37,9 +37,9 @@ def test_collect_keeps_each_runs_figures(tmp_path):
     table = {k: {"sam": 2.0, "clip": 1.0} for k in FUSED}
     table["sam_scale"] = 1.0
     out = tmp_path / "summary.json"
-    result = fs.collect([tmp_path / "r"], table=table, out=out)
+    result = fs.collect([tmp_path / "r"], table=table, out=out, measured_on="by hand")
     assert json.loads(out.read_text()) == result
-    assert result["balanced_scale"] == 0.5 and result["addends_at_init"] == table
+    assert result["balanced_scale"] == 0.5 and result["addends"] == table and result["addends_measured_on"] == "by hand"
     (r,) = result["runs"]
     assert r["model_overrides"] == {"sam": {"feature_scale": 0.5}} and r["run"]["steps"] == 2
     same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)   # NaN for an absent class
