@@ -136,15 +136,13 @@ def cmd_demo(args) -> int:
     zs = metrics["toy_clip_zero_shot"]
     print(f"toy CLIP zero-shot: things {zs['things']}%, stuff {zs['stuff']}%; toy SAM proposal recall "
           f"{metrics['sam_proposal_recall']}% (measured at pretraining, stored in the weights files)")
-    gaps = metrics.get("affinity_gap", {})
-    for tag, g in gaps.items():
+    for tag, g in metrics.get("affinity_gap", {}).items():
         print(f"affinity gap |A cosine - text cosine| ({tag}): seen {g['seen']:.3f}, new {g['new']:.3f}")
     premise = next((r for r in metrics.get("readings", []) if r["claim"].startswith("A is the best")), None)
     if premise is not None and not premise["holds"]:
-        print("A is not (yet) the best on seen classes at this length: `ebseg-lite toyworld length` follows A, B and "
-              "D over longer trainings (the shipped curve: notebook 08, section 4; README, toy world (2)); "
-              "`ebseg-lite toyworld fusion-scale` shows how much louder SAM's term of the fusion is than CLIP's "
-              "(notebook 02, section 5; README, toy world (2b))")
+        print("A is not (yet) the best on seen classes at this length: `ebseg-lite toyworld length` follows A, B and D "
+              "over longer trainings (notebook 08, section 4; README, toy world (2)); `ebseg-lite toyworld fusion-scale` "
+              "shows how much louder SAM's term of the fusion is than CLIP's (notebook 02, section 5; README (2b))")
     print(f"report in {args.out}/ (metrics.json, table.txt, predictions.png, per_class_iou.png, affinity.png); "
           f"{metrics['seconds']:.0f} s")
     if args.ship:
@@ -273,9 +271,7 @@ def cmd_fusion_scale(args) -> int:
     if args.reports:
         result = fs.collect(args.reports, table=table, out=args.out,
                             measured_on=args.checkpoint or "a fresh fusion (as training starts)")
-        print(fs.format_runs(result))
-        if args.out:
-            print(f"wrote {args.out}")
+        print(fs.format_runs(result) + (f"\nwrote {args.out}" if args.out else ""))
     return 0
 
 
