@@ -9,7 +9,8 @@ the synonyms only serve the seen/new rule:
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Sequence
+import warnings
+from typing import Iterable, List, Optional, Sequence
 
 import torch
 
@@ -74,3 +75,34 @@ def parse_class_list(text: str) -> List[str]:
     ``"road, route; sofa, couch"`` (semicolons separate classes when present)."""
     sep = ";" if ";" in text else ","
     return [c.strip() for c in text.split(sep) if c.strip()]
+
+
+def unknown_word_warning(tokenizer, class_names: Sequence[str], *, shown: int = 8) -> Optional[str]:
+    """The message for class names with words a closed-vocabulary tokenizer cannot spell, or None.
+
+    Such a tokenizer (the toy world's, :class:`ebseg_lite.toyworld.tokenizer.ToyTokenizer`) maps every
+    unknown word piece to one id, so "dog" and "orange" give the same prompt and their text embeddings
+    carry no meaning. A tokenizer says which words it cannot spell through an ``unknown_words(text)``
+    method (and what it does know through ``vocabulary_note``); open_clip's BPE spells anything and has
+    neither, so the answer for it is always None.
+    """
+    find = getattr(tokenizer, "unknown_words", None)
+    if find is None:
+        return None
+    bad = {n: find(n) for n in class_names}
+    bad = {n: w for n, w in bad.items() if w}
+    if not bad:
+        return None
+    listed = "; ".join(f"{n!r} ({', '.join(w)})" for n, w in list(bad.items())[:shown])
+    more = f" and {len(bad) - shown} more" if len(bad) > shown else ""
+    note = getattr(tokenizer, "vocabulary_note", "")
+    return (f"{len(bad)} class name(s) have words this text encoder's tokenizer cannot spell: {listed}{more}. "
+            f"Each such word becomes the same unknown token, so these names' text embeddings mean nothing"
+            f"{'; ' + note if note else ''}.")
+
+
+def warn_unknown_words(tokenizer, class_names: Sequence[str]) -> None:
+    """Warn (``UserWarning``) with :func:`unknown_word_warning`'s message when there is one."""
+    message = unknown_word_warning(tokenizer, class_names)
+    if message:
+        warnings.warn(message, UserWarning, stacklevel=3)

@@ -53,3 +53,20 @@ def test_display_name_is_the_first_synonym():
     assert display_name("road, route") == "road"
     assert display_name("  tree ") == "tree"
     assert display_name("person, people, man") == "person"
+
+
+def test_unknown_word_warning_names_what_a_closed_tokenizer_cannot_spell():
+    import open_clip
+    from ebseg_lite.toyworld.tokenizer import ToyTokenizer
+    from ebseg_lite.vocabulary import unknown_word_warning, warn_unknown_words
+    toy = ToyTokenizer.from_world()
+    assert unknown_word_warning(toy, ["red solid", "grass"]) is None
+    msg = unknown_word_warning(toy, ["red solid", "dog", "orange car"])
+    assert msg.startswith("2 class name(s)") and "'dog' (dog)" in msg and "'orange car' (orange, car)" in msg
+    assert "red solid" not in msg and toy.vocabulary_note in msg
+    many = unknown_word_warning(toy, [f"thing{i}" for i in range(11)], shown=3)
+    assert many.startswith("11 class name(s)") and "'thing2'" in many and "'thing3'" not in many and "and 8 more" in many
+    # open_clip's BPE spells anything: no method to ask, no warning
+    assert unknown_word_warning(open_clip.get_tokenizer("ViT-B-16"), ["xqzzyv", "dog"]) is None
+    with pytest.warns(UserWarning, match="'dog'"):
+        warn_unknown_words(toy, ["dog"])

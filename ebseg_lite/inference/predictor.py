@@ -27,7 +27,7 @@ from ebseg_lite.modeling.balance import (balance, balance_embeddings, class_logi
 from ebseg_lite.modeling.ebseg import EBSeg
 from ebseg_lite.modeling.sam_features import resize_level
 from ebseg_lite.modeling.text import encode_class_names, get_templates
-from ebseg_lite.vocabulary import validate_class_names
+from ebseg_lite.vocabulary import validate_class_names, warn_unknown_words
 
 
 class EBSegPredictor:
@@ -42,6 +42,7 @@ class EBSegPredictor:
         self._text_cache = TextCache()
         self._disk_cache = DiskTextCache()   # $EBSEG_CACHE_DIR (default ~/.cache/ebseg_lite); "off" disables
         self._tower_digest = (None, None)    # (weights_version, digest of the text tower)
+        self._names_checked: set = set()     # vocabularies already checked for words the tokenizer cannot spell
 
     # ----------------------------------------------------------------- conveniences
     @property
@@ -132,6 +133,9 @@ class EBSegPredictor:
         names = tuple(validate_class_names(class_names))
         templates = get_templates(self.cfg.templates)
         key = (names, templates, self.model.weights_version)
+        if names not in self._names_checked:   # once per vocabulary, cached embeddings or not
+            self._names_checked.add(names)
+            warn_unknown_words(self.model.tokenizer, names)
         return self._text_cache.get(key, lambda: self._disk_text(names, templates))
 
     def _disk_text(self, names, templates) -> torch.Tensor:

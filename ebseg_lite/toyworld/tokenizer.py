@@ -7,6 +7,7 @@ highest id because open_clip's text tower finds it by ``argmax`` over the ids.
 """
 from __future__ import annotations
 
+import re
 from typing import Iterable, List, Optional, Sequence, Union
 
 import open_clip
@@ -56,6 +57,18 @@ class ToyTokenizer:
     def encode(self, text: str) -> List[int]:
         """Toy ids of one text, without start/end tokens."""
         return [self.map.get(i, UNK) for i in self.bpe.encode(text)]
+
+    def unknown_words(self, text: str) -> List[str]:
+        """The words of ``text`` with a word piece the toy corpus never used (each encodes as the one
+        unknown id, so "dog" and "orange" give the same prompt). Read by
+        :func:`ebseg_lite.modeling.text.unknown_word_warning`."""
+        return [w for w in dict.fromkeys(re.findall(r"[^\W_]+", text.lower())) if UNK in self.encode(w)]
+
+    @property
+    def vocabulary_note(self) -> str:
+        """What :func:`ebseg_lite.modeling.text.unknown_word_warning` tells a user whose names it cannot spell."""
+        words = dict.fromkeys(w for n in ToyWorld().class_names for w in n.split())
+        return f"the toy CLIP knows only the toy world's words ({', '.join(words)})"
 
     def __call__(self, texts: Union[str, Sequence[str]], context_length: Optional[int] = None) -> torch.Tensor:
         if isinstance(texts, str):

@@ -170,3 +170,19 @@ def test_class_sources_gt_and_clip():
     keep, p = clip_classes(Probs(), np.zeros((2, 2, 3), np.uint8), ["x", "y", "z"], threshold=0.3)
     assert keep == [1, 2]
     assert clip_classes(Probs(), np.zeros((2, 2, 3), np.uint8), ["x", "y", "z"], threshold=0.9)[0] == [1]
+
+
+def test_clip_scorer_warns_about_names_the_toy_tokenizer_cannot_spell():
+    from ebseg_lite.baselines.pnp_ovss.classes import ClipScorer
+    from ebseg_lite.toyworld.pretrain_clip import load_toy_clip
+    from ebseg_lite.toyworld.presets import toy_weights_dir
+    clip, tok = load_toy_clip(toy_weights_dir() / "toy_clip.safetensors")
+    scorer = ClipScorer(clip, tok, ["a photo of a {}."], image_size=64)
+    with pytest.warns(UserWarning, match="'dog'"):
+        emb = scorer.text(["red solid", "dog"])
+    assert emb.shape == (2, 64)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scorer.text(["red solid", "dog"])       # cached: warned when first encoded
+        scorer.text(["red solid", "grass"])     # every word known

@@ -292,3 +292,33 @@ def test_encode_runs_in_eval_mode_and_restores_the_callers_mode(tiny_model, rgb_
     tiny_model.encode(rgb_image)
     assert seen[-1] is False and not model.training
     tiny_model.eval()
+
+
+def test_words_the_tokenizer_cannot_spell_warn_once_per_vocabulary(tiny_model, monkeypatch):
+    import warnings
+
+    class Closed:
+        """The tiny model's tokenizer, told that "zebraxq" is outside its vocabulary."""
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __call__(self, texts, context_length=None):
+            return self.inner(texts)
+
+        def unknown_words(self, text):
+            return [w for w in text.split() if w == "zebraxq"]
+
+    monkeypatch.setattr(tiny_model.model, "tokenizer", Closed(tiny_model.model.tokenizer))
+    monkeypatch.setattr(tiny_model, "_names_checked", set())
+    names = ["zebraxq", "cat"]
+    with pytest.warns(UserWarning, match="1 class name.*'zebraxq'"):
+        first = tiny_model.text_embeddings(names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = tiny_model.text_embeddings(names)          # the same vocabulary: checked already
+        tiny_model.text_embeddings(["cat", "sofa"])         # every word known
+    assert torch.equal(first, again)
+    tiny_model.clear_text_cache()
+    monkeypatch.setattr(tiny_model, "_names_checked", set())
+    with pytest.warns(UserWarning, match="'zebraxq'"):     # cached on disk or not, a new predictor state warns again
+        tiny_model.text_embeddings(names)

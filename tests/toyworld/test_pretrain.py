@@ -177,3 +177,12 @@ def test_patch_dropout_only_acts_in_training_and_adds_no_weights():
         dropped.train().encode_image(x)
     hook.remove()
     assert seen == [1 + 64, 1 + 32]   # eval: CLS + 8 x 8 tokens; training: half of the patch tokens dropped
+
+
+def test_tokenizer_names_the_words_it_cannot_spell():
+    tok = ToyTokenizer.from_world()
+    assert all(tok.unknown_words(n) == [] for n in ToyWorld().class_names)
+    assert tok.unknown_words("Orange zigzag, dog_house") == ["orange", "dog", "house"]
+    assert tok.unknown_words("purple-dotted") == []                    # split at the hyphen, both known
+    for word in ("purple", "zigzag", "gravel"):                         # the note lists the world's words
+        assert word in tok.vocabulary_note

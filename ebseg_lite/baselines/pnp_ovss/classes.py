@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ebseg_lite.modeling.text import encode_class_names
+from ebseg_lite.vocabulary import warn_unknown_words
 
 CLASS_SOURCES = ("given", "clip", "gt")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -54,6 +55,7 @@ class ClipScorer:
         """(K, C) normalised class embeddings (cached per name list)."""
         key = tuple(class_names)
         if key not in self._text:
+            warn_unknown_words(self.tokenizer, key)
             with torch.no_grad():
                 self._text[key] = encode_class_names(self.model, self.tokenizer, list(key), self.templates)
         return self._text[key]
