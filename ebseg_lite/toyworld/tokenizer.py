@@ -61,12 +61,12 @@ class ToyTokenizer:
     def unknown_words(self, text: str) -> List[str]:
         """The words of ``text`` with a word piece the toy corpus never used (each encodes as the one
         unknown id, so "dog" and "orange" give the same prompt). Read by
-        :func:`ebseg_lite.modeling.text.unknown_word_warning`."""
+        :func:`ebseg_lite.vocabulary.unknown_word_warning`."""
         return [w for w in dict.fromkeys(re.findall(r"[^\W_]+", text.lower())) if UNK in self.encode(w)]
 
     @property
     def vocabulary_note(self) -> str:
-        """What :func:`ebseg_lite.modeling.text.unknown_word_warning` tells a user whose names it cannot spell."""
+        """What :func:`ebseg_lite.vocabulary.unknown_word_warning` tells a user whose names it cannot spell."""
         words = dict.fromkeys(w for n in ToyWorld().class_names for w in n.split())
         return f"the toy CLIP knows only the toy world's words ({', '.join(words)})"
 
