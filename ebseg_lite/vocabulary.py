@@ -97,8 +97,8 @@ def unknown_word_warning(tokenizer, class_names: Sequence[str], *, shown: int = 
     more = f" and {len(bad) - shown} more" if len(bad) > shown else ""
     note = getattr(tokenizer, "vocabulary_note", "")
     return (f"{len(bad)} class name(s) have words this text encoder's tokenizer cannot spell: {listed}{more}. "
-            f"Each such word becomes the same unknown token, so these names' text embeddings mean nothing"
-            f"{'; ' + note if note else ''}.")
+            f"Each such word becomes one shared unknown token that carries no meaning, so a name made only of "
+            f"such words has a meaningless text embedding{'; ' + note if note else ''}.")
 
 
 def warn_unknown_words(tokenizer, class_names: Sequence[str]) -> None:

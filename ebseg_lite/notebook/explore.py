@@ -28,7 +28,7 @@ from matplotlib.patches import Patch
 
 from ebseg_lite.inference.outputs import Encoded, Prediction, upsample_masks
 from ebseg_lite.viz.overlays import class_colors, overlay
-from ebseg_lite.vocabulary import parse_class_list, validate_class_names
+from ebseg_lite.vocabulary import parse_class_list, unknown_word_warning, validate_class_names
 
 BRANCHES = ("A", "B", "D")
 
@@ -195,6 +195,9 @@ def explore(model, encoded: Encoded, class_names: Union[str, Sequence[str]], *, 
         for label, s in (("a + b", a + b), ("g + b", g + b)):
             if s > 1:
                 warnings.append(f"{label} = {s:.2f} > 1: D enters with a negative weight")
+    unknown = unknown_word_warning(getattr(getattr(model, "model", None), "tokenizer", None), names)
+    if unknown:   # a closed tokenizer (the toy world's) cannot spell some names: shown in the widget too
+        warnings.append(unknown)
     pred = model.classify(encoded, names, seen=seen, balancing=balancing, w_seen=w_seen, w_new=w_new,
                           paper_abg=paper_abg)
     h, w = pred.labels.shape

@@ -175,3 +175,22 @@ def test_explore_defaults_are_the_models(tiny_model, encoded):
                                     "paper_abg": tuple(inf.paper_abg)}
     with pytest.raises(ValueError, match="balancing"):
         explore(tiny_model, encoded, NAMES, balancing="mean")
+
+
+def test_explore_names_the_words_a_closed_tokenizer_cannot_spell(tiny_model, encoded, monkeypatch):
+    class Closed:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __call__(self, texts, context_length=None):
+            return self.inner(texts)
+
+        def unknown_words(self, text):
+            return ["chandelier"] if "chandelier" in text else []
+
+    monkeypatch.setattr(tiny_model.model, "tokenizer", Closed(tiny_model.model.tokenizer))
+    monkeypatch.setattr(tiny_model, "_names_checked", set())
+    with pytest.warns(UserWarning, match="'chandelier'"):      # the predictor's own warning, once
+        r = explore(tiny_model, encoded, NAMES)
+    assert len(r.warnings) == 1 and r.warnings[0].startswith("1 class name(s)") and "'chandelier'" in r.warnings[0]
+    assert explore(tiny_model, encoded, NAMES[:3]).warnings == []
