@@ -57,6 +57,20 @@ def validate_class_names(class_names: Sequence[str]) -> List[str]:
     return out
 
 
+def synonym_key(synonym: str) -> str:
+    """How the seen/new rule compares two synonyms: lower-cased, runs of whitespace made one space. CLIP's
+    tokenizer cleans a prompt the same way, so "Sofa" and "sofa" are one text and one class. The official
+    name lists are all lower case with single spaces, so their masks do not change."""
+    return " ".join(synonym.lower().split())
+
+
+def seen_among(class_names: Sequence[str], train_synonyms: Iterable[str]) -> torch.Tensor:
+    """(K,) bool: True where any synonym of a class is among ``train_synonyms`` (by :func:`synonym_key`).
+    The one place the rule is written; :func:`seen_mask` and ``data.vocabularies.seen_for`` call it."""
+    train = {synonym_key(s) for s in train_synonyms}
+    return torch.tensor([any(synonym_key(s) in train for s in synonyms(n)) for n in class_names], dtype=torch.bool)
+
+
 def seen_mask(class_names: Sequence[str], train_class_names: Iterable[str]) -> torch.Tensor:
     """(K,) bool: which of ``class_names`` count as seen against a training vocabulary.
 
@@ -64,10 +78,10 @@ def seen_mask(class_names: Sequence[str], train_class_names: Iterable[str]) -> t
         class_names: K test class names, each possibly "syn1, syn2".
         train_class_names: the training vocabulary (e.g. COCO-Stuff-171), same format.
     Returns:
-        (K,) bool tensor, True where any synonym of the class is a training synonym.
+        (K,) bool tensor, True where any synonym of the class is a training synonym (case and spacing
+        aside, :func:`synonym_key`).
     """
-    train = {s for n in train_class_names for s in synonyms(n)}
-    return torch.tensor([any(s in train for s in synonyms(n)) for n in class_names], dtype=torch.bool)
+    return seen_among(class_names, (s for n in train_class_names for s in synonyms(n)))
 
 
 def parse_class_list(text: str) -> List[str]:

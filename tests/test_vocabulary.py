@@ -70,3 +70,24 @@ def test_unknown_word_warning_names_what_a_closed_tokenizer_cannot_spell():
     assert unknown_word_warning(open_clip.get_tokenizer("ViT-B-16"), ["xqzzyv", "dog"]) is None
     with pytest.warns(UserWarning, match="'dog'"):
         warn_unknown_words(toy, ["dog"])
+
+
+def test_the_seen_rule_ignores_case_and_spacing_as_the_tokenizer_does():
+    import open_clip
+    from ebseg_lite.data.vocabularies import load_class_names, seen_for
+    from ebseg_lite.vocabulary import synonym_key
+    assert synonym_key("  Road \t Route ") == "road route"
+    # open_clip's tokenizer reads these as one text, so the rule must call them one class
+    tok = open_clip.get_tokenizer("ViT-B-16")
+    assert torch.equal(tok(["a photo of a Sofa."]), tok(["a photo of a  sofa."]))
+    assert seen_mask(["Sofa", "Red  Solid", "red solid", "chandelier"], ["sofa, couch", "red solid"]).tolist() == \
+        [True, True, True, False]
+    assert seen_for(["Sofa", "Chandelier", "road,  Route"]).tolist() == [True, False, True]   # FC-CLIP's COCO lists
+    # the official lists and FC-CLIP's training synonyms are lower case with single spaces: the key is the
+    # synonym itself, so every result of the rule on them is what exact comparison gave
+    from ebseg_lite.data.benchmarks import BENCHMARK_VOCABULARIES
+    from ebseg_lite.data.vocabularies import training_synonyms
+    from ebseg_lite.vocabulary import synonyms
+    official = [s for b in BENCHMARK_VOCABULARIES for n in load_class_names(b) for s in synonyms(n)]
+    official += sorted(training_synonyms(load_class_names("coco_stuff_171")))
+    assert len(official) > 1800 and all(synonym_key(s) == s for s in official)

@@ -9,7 +9,8 @@ Two kinds of vocabulary, two seen rules:
   :func:`seen_for` recognises them and returns the official mask (VOC 20/20, PC-59 51/59,
   PC-459 94/459, ADE-150 67/150, ADE-847 115/847).
 * **your own list** (``["cat, kitty", "sofa"]``, or a ``classes.txt``): a class is seen when one of
-  its comma-separated synonyms is a training synonym (FC-CLIP's rule). Against the official
+  its comma-separated synonyms is a training synonym (FC-CLIP's rule; compared without regard to case
+  or spacing, as CLIP's tokenizer reads them: ``vocabulary.synonym_key``). Against the official
   training set the training synonyms are FC-CLIP's COCO-Stuff lists (``person, child, girl, ...``),
   the same lists the official mask comes from; against any other training vocabulary, the commas
   in its own names.
@@ -27,7 +28,7 @@ import torch
 
 from ebseg_lite import registry
 from ebseg_lite.data.benchmarks import BENCHMARK_VOCABULARIES, benchmark_vocabulary
-from ebseg_lite.vocabulary import synonyms, validate_class_names
+from ebseg_lite.vocabulary import seen_among, synonyms, validate_class_names
 
 #: The official vocabularies shipped with the package: name -> number of classes K.
 BUILTIN_VOCABULARIES = dict(BENCHMARK_VOCABULARIES)
@@ -122,8 +123,7 @@ def seen_for(class_names: Sequence[str], train_names: Optional[Sequence[str]] = 
     bench = official_benchmark(class_names)
     if bench is not None and official_benchmark(train_names) == TRAIN_VOCABULARY:
         return benchmark_vocabulary(bench).seen
-    train = training_synonyms(train_names)
-    return torch.tensor([any(s in train for s in synonyms(n)) for n in class_names], dtype=torch.bool)
+    return seen_among(class_names, training_synonyms(train_names))
 
 
 def seen_split(benchmark_names: Sequence[str],
