@@ -29,8 +29,9 @@ def display_name(name: str) -> str:
 def validate_class_names(class_names: Sequence[str]) -> List[str]:
     """Check a vocabulary and return it as a list of stripped strings.
 
-    Raises ``ValueError`` for an empty vocabulary, a blank or non-string name, or duplicates,
-    naming the offending entries and the fix.
+    Raises ``ValueError`` for an empty vocabulary, a blank or non-string name, or duplicates (also
+    names that differ only in case or spacing, which CLIP's tokenizer reads as one text), naming the
+    offending entries and the fix.
     """
     if isinstance(class_names, str):
         raise ValueError(
@@ -47,13 +48,16 @@ def validate_class_names(class_names: Sequence[str]) -> List[str]:
         if not n.strip():
             raise ValueError(f"class name #{i} is blank; remove it or give it a name")
         out.append(n.strip())
-    seen, dups = set(), []
+    first, dups = {}, []
     for n in out:
-        if n in seen and n not in dups:
-            dups.append(n)
-        seen.add(n)
+        key = synonym_key(n)     # "Sofa" and "sofa " are one prompt to CLIP's tokenizer
+        if key in first and not any(key == synonym_key(d[0]) for d in dups):
+            dups.append((first[key], n))
+        first.setdefault(key, n)
     if dups:
-        raise ValueError(f"duplicate class names {dups}: each class must appear once")
+        shown = ", ".join(repr(a) if a == b else f"{a!r} = {b!r}" for a, b in dups)
+        raise ValueError(f"duplicate class names: {shown}; each class must appear once (case and spacing aside, "
+                         "as CLIP's tokenizer reads them)")
     return out
 
 

@@ -91,3 +91,17 @@ def test_the_seen_rule_ignores_case_and_spacing_as_the_tokenizer_does():
     official = [s for b in BENCHMARK_VOCABULARIES for n in load_class_names(b) for s in synonyms(n)]
     official += sorted(training_synonyms(load_class_names("coco_stuff_171")))
     assert len(official) > 1800 and all(synonym_key(s) == s for s in official)
+
+
+def test_names_that_read_the_same_to_clip_are_duplicates():
+    from ebseg_lite.data.benchmarks import BENCHMARK_VOCABULARIES
+    from ebseg_lite.data.vocabularies import load_class_names
+    with pytest.raises(ValueError, match=r"duplicate class names: 'Sofa' = 'sofa', 'cat'; .*case and spacing"):
+        validate_class_names(["Sofa", "cat", "sofa ", "SOFA", "cat"])
+    with pytest.raises(ValueError, match="'road, route' = 'Road,  route'"):
+        validate_class_names(["road, route", "Road,  route"])
+    assert validate_class_names(["sofa", "sofa bed", "road,route", "road, route"]) == \
+        ["sofa", "sofa bed", "road,route", "road, route"]
+    for name in BENCHMARK_VOCABULARIES:                # every official list passes as it is
+        names = load_class_names(name)
+        assert validate_class_names(names) == list(names)
