@@ -62,9 +62,10 @@ def validate_class_names(class_names: Sequence[str]) -> List[str]:
 
 
 def synonym_key(synonym: str) -> str:
-    """How the seen/new rule compares two synonyms: lower-cased, runs of whitespace made one space. CLIP's
-    tokenizer cleans a prompt the same way, so "Sofa" and "sofa" are one text and one class. The official
-    name lists are all lower case with single spaces, so their masks do not change."""
+    """How two synonyms (for the seen/new rule) or two whole names (for duplicates) are compared: lower-cased,
+    runs of whitespace made one space. CLIP's tokenizer cleans a prompt the same way, so "Sofa" and "sofa"
+    are one text and one class. The official name lists are all lower case with single spaces, so their
+    masks do not change."""
     return " ".join(synonym.lower().split())
 
 
