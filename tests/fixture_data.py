@@ -14,6 +14,20 @@ def quiet_build(*args, **kw):
         return ebseg_lite.build_model(*args, **kw)
 
 
+class ClosedTokenizer:
+    """A tokenizer that behaves as ``inner`` but says it cannot spell the words in ``unknown`` (the
+    ``unknown_words`` method that :func:`ebseg_lite.vocabulary.unknown_word_warning` reads)."""
+
+    def __init__(self, inner, unknown):
+        self.inner, self.unknown = inner, set(unknown)
+
+    def __call__(self, texts, context_length=None):
+        return self.inner(texts)
+
+    def unknown_words(self, text):
+        return [w for w in text.replace(",", " ").split() if w in self.unknown]
+
+
 def write_image(path, h, w, seed=0, fmt=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)

@@ -297,18 +297,8 @@ def test_encode_runs_in_eval_mode_and_restores_the_callers_mode(tiny_model, rgb_
 def test_words_the_tokenizer_cannot_spell_warn_once_per_vocabulary(tiny_model, monkeypatch):
     import warnings
 
-    class Closed:
-        """The tiny model's tokenizer, told that "zebraxq" is outside its vocabulary."""
-        def __init__(self, inner):
-            self.inner = inner
-
-        def __call__(self, texts, context_length=None):
-            return self.inner(texts)
-
-        def unknown_words(self, text):
-            return [w for w in text.split() if w == "zebraxq"]
-
-    monkeypatch.setattr(tiny_model.model, "tokenizer", Closed(tiny_model.model.tokenizer))
+    from fixture_data import ClosedTokenizer
+    monkeypatch.setattr(tiny_model.model, "tokenizer", ClosedTokenizer(tiny_model.model.tokenizer, {"zebraxq"}))
     monkeypatch.setattr(tiny_model, "_names_checked", set())
     names = ["zebraxq", "cat"]
     with pytest.warns(UserWarning, match="1 class name.*'zebraxq'"):

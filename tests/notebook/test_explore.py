@@ -178,17 +178,8 @@ def test_explore_defaults_are_the_models(tiny_model, encoded):
 
 
 def test_explore_names_the_words_a_closed_tokenizer_cannot_spell(tiny_model, encoded, monkeypatch):
-    class Closed:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def __call__(self, texts, context_length=None):
-            return self.inner(texts)
-
-        def unknown_words(self, text):
-            return ["chandelier"] if "chandelier" in text else []
-
-    monkeypatch.setattr(tiny_model.model, "tokenizer", Closed(tiny_model.model.tokenizer))
+    from fixture_data import ClosedTokenizer
+    monkeypatch.setattr(tiny_model.model, "tokenizer", ClosedTokenizer(tiny_model.model.tokenizer, {"chandelier"}))
     monkeypatch.setattr(tiny_model, "_names_checked", set())
     with pytest.warns(UserWarning, match="'chandelier'"):      # the predictor's own warning, once
         r = explore(tiny_model, encoded, NAMES)
