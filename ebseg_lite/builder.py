@@ -182,7 +182,8 @@ def build_model(preset: str = "tiny", *, clip_pretrained: Optional[str] = None, 
     if checkpoint and os.path.isfile(checkpoint) and "feature_scale" not in overrides.get("sam", {}):
         # weights trained with SAM's features scaled before the fusion carry the scale in their config
         saved = saved_sam_scale(checkpoint_metadata(checkpoint)) if str(checkpoint).endswith(".safetensors") else None
-        cfg.sam = dataclasses.replace(cfg.sam, feature_scale=saved if saved is not None else cfg.sam.feature_scale)
+        if saved is not None:
+            cfg.sam = dataclasses.replace(cfg.sam, feature_scale=saved)
     if registry.has("weights_check", cfg.preset):  # a plug-in preset explains how to make its weights
         registry.lookup("weights_check", cfg.preset)(clip_pretrained or cfg.clip.pretrained,
                                                      sam_checkpoint or cfg.sam.checkpoint)

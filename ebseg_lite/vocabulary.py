@@ -48,14 +48,15 @@ def validate_class_names(class_names: Sequence[str]) -> List[str]:
         if not n.strip():
             raise ValueError(f"class name #{i} is blank; remove it or give it a name")
         out.append(n.strip())
-    first, dups = {}, []
+    first, dups = {}, {}
     for n in out:
         key = synonym_key(n)     # "Sofa" and "sofa " are one prompt to CLIP's tokenizer
-        if key in first and not any(key == synonym_key(d[0]) for d in dups):
-            dups.append((first[key], n))
-        first.setdefault(key, n)
+        if key in first:
+            dups.setdefault(key, (first[key], n))
+        else:
+            first[key] = n
     if dups:
-        shown = ", ".join(repr(a) if a == b else f"{a!r} = {b!r}" for a, b in dups)
+        shown = ", ".join(repr(a) if a == b else f"{a!r} = {b!r}" for a, b in dups.values())
         raise ValueError(f"duplicate class names: {shown}; each class must appear once (case and spacing aside, "
                          "as CLIP's tokenizer reads them)")
     return out
