@@ -135,7 +135,8 @@ def cmd_demo(args) -> int:
     print((Path(args.out) / "table.txt").read_text())
     zs = metrics["toy_clip_zero_shot"]
     print(f"toy CLIP zero-shot: things {zs['things']}%, stuff {zs['stuff']}%; toy SAM proposal recall "
-          f"{metrics['sam_proposal_recall']}% (measured at pretraining, stored in the weights files)")
+          f"{metrics['sam_proposal_recall']}% (measured at pretraining, stored in the weights files); "
+          f"SHA-256 {', '.join(f'{k} {v}' for k, v in metrics['encoder_digest'].items())}")
     for tag, g in metrics.get("affinity_gap", {}).items():
         print(f"affinity gap |A cosine - text cosine| ({tag}): seen {g['seen']:.3f}, new {g['new']:.3f}")
     premise = next((r for r in metrics.get("readings", []) if r["claim"].startswith("A is the best")), None)

@@ -278,7 +278,7 @@ def run_demo(out_dir="toyworld_report", *, seeds: Sequence[int] = (0,), run: Opt
     metrics = {"seeds": list(seeds), "run": dataclasses.asdict(run), "modes": {m: {k: list(v) if isinstance(v, tuple)
                else v for k, v in kw.items()} for m, kw in MODES.items()}, "class_names": world.class_names,
                "seen": world.seen, "model_overrides": mo, "per_seed": per, "stats": stats, "chance": chance,
-               **encoder_figures(), "seconds": None}
+               **encoder_figures(), "encoder_digest": encoder_digest(), "seconds": None}
     table = format_report(stats, seeds) + (f"\n\nchance (uniformly random labels): all {chance['mIoU']:.1f}, seen "
                                            f"{chance['mIoU_seen']:.1f}, new {chance['mIoU_new']:.1f}")
     if "ssc" in per:   # the paper's claims, read off this run (SSC on, the official setting)

@@ -1,5 +1,6 @@
 """The toy-world pipeline at a reduced size: training on seen names only, every classification mode,
 the report folder, and the trained-model cache."""
+import hashlib
 import json
 
 import numpy as np
@@ -90,6 +91,10 @@ def test_demo_writes_the_report(tmp_path, monkeypatch):
     assert saved["toy_clip_zero_shot"] == {"things": round(100 * clip["thing_acc"], 1),
                                            "stuff": round(100 * clip["stuff_acc"], 1)}
     assert saved["sam_proposal_recall"] == round(100 * sam["proposal_recall"], 1)
+    # which encoder files made this report (re-made encoders give other figures: README, toy world)
+    for name in ("toy_clip", "toy_sam"):
+        data = (toy_weights_dir() / f"{name}.safetensors").read_bytes()
+        assert saved["encoder_digest"][name] == hashlib.sha256(data).hexdigest()[:16]
     for name in ("predictions.png", "per_class_iou.png", "affinity.png", "table.txt"):
         assert (out / name).stat().st_size > 0, name
     table = (out / "table.txt").read_text()
@@ -228,12 +233,14 @@ def test_demo_points_to_the_length_curve_when_a_does_not_lead(tmp_path, monkeypa
         out.mkdir(exist_ok=True)
         (out / "table.txt").write_text("table\n")
         return {"toy_clip_zero_shot": {"things": 1.0, "stuff": 2.0}, "sam_proposal_recall": 3.0, "seconds": 4.0,
+                "encoder_digest": {"toy_clip": "c" * 16, "toy_sam": "5" * 16},
                 "readings": [{"claim": "A is the best single embedding on seen classes", "holds": holds}]}
 
     monkeypatch.setattr(cli, "run_demo", fake_demo)
     assert main(["toyworld", "demo", "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert ("toyworld length" in out) is not holds and ("toyworld fusion-scale" in out) is not holds
+    assert f"SHA-256 toy_clip {'c' * 16}, toy_sam {'5' * 16}" in out
 
 
 def test_side_by_side_evaluation_equals_the_serial_one():
