@@ -6,8 +6,9 @@ by ``scale * c * (t_k . m)``: for the seen classes nearly the same amount (``t_k
 in the toy world), and a softmax does not see a common shift, so training leaves ``c`` almost free.
 At test time the new names compete too; a new name whose words never occur in a seen name tends to lie
 less along ``m`` (0.68 to 0.74 for "purple ..." and "... zigzag", 0.71 to 0.82 for the seen things), so
-a negative ``c`` would hand seen regions to new names. On one toy seed (3, the fusion balanced, 1000 steps) A's embeddings do carry ``c`` = -0.2 and A
-gives whole seen classes to new names (red solid to "purple dotted"), so the question is worth asking.
+a negative ``c`` would hand seen regions to new names. On one toy seed (3, the fusion balanced, 1000
+steps) A's embeddings do carry ``c`` = -0.2 and A gives whole seen classes to new names (red solid to
+"purple dotted"), so the question is worth asking.
 
 :func:`offset_ablation` answers it: it classifies every region with A as trained and with A's
 component along ``m`` removed (:func:`remove_offset`, norms kept) or set to other levels
@@ -123,7 +124,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, dict]:
     ap = argparse.ArgumentParser(prog="python -m ebseg_lite.toyworld.text_offset", description=__doc__.split("\n")[0])
     ap.add_argument("checkpoints", nargs="+", help="toy EBSeg-lite weights (model.safetensors of a toy run)")
     ap.add_argument("--scenes", type=int, default=300, help="benchmark scenes (seed 99), as the demo's")
-    ap.add_argument("--levels", default="0", help="comma-separated offsets to set A to (0: centred), e.g. --levels=-0.3,0,0.6 (with \"=\" before a minus)")
+    ap.add_argument("--levels", default="0", help="comma-separated offsets to set A to (0: centred), "
+                    "e.g. --levels=-0.3,0,0.6 (with \"=\" before a minus)")
     args = ap.parse_args(argv)
     try:
         levels = [float(x) for x in args.levels.split(",")]
