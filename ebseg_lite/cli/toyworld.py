@@ -1,7 +1,7 @@
 """The ``ebseg-lite toyworld`` command group: pretrain the toy CLIP and SAM, train and evaluate.
 
-    ebseg-lite toyworld pretrain-clip --out data_samples/toyworld/toy_clip.safetensors --steps 1400 --patch-dropout 0.5 --seed 0
-    ebseg-lite toyworld pretrain-sam --out data_samples/toyworld/toy_sam.safetensors --seed 0
+    ebseg-lite toyworld pretrain-clip --out data_samples/toyworld/toy_clip.safetensors --steps 3000 --patch-dropout 0.5 --pool-pairs 8000 --seed 0
+    ebseg-lite toyworld pretrain-sam --out data_samples/toyworld/toy_sam.safetensors --steps 1500 --seed 0
     ebseg-lite toyworld pretrain-blip --out data_samples/toyworld/toy_blip.safetensors --seed 0
     ebseg-lite toyworld demo --out toyworld_report --seeds 3
     ebseg-lite toyworld ablate --table all --seeds 3
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ebseg_lite.config import SamConfig
 from ebseg_lite.toyworld.experiments import ToyRun, run_demo, run_name
-from ebseg_lite.toyworld.presets import toy_weights_dir
+from ebseg_lite.toyworld.presets import kernel_note, toy_weights_dir
 
 
 def cmd_pretrain_clip(args) -> int:
@@ -28,7 +28,8 @@ def cmd_pretrain_clip(args) -> int:
                       pool_pairs=args.pool_pairs, eval_per_class=args.eval_per_class, max_minutes=args.max_minutes,
                       warmup=args.warmup, init=args.init, patch_dropout=args.patch_dropout)
     print(json.dumps(s, indent=1))
-    print(f"toy CLIP: {s['steps']} steps in {s['train_seconds']:.0f} s; zero-shot {format_summary(s)}; wrote {args.out}")
+    print(f"toy CLIP: {s['steps']} steps in {s['train_seconds']:.0f} s; zero-shot {format_summary(s)}; wrote {args.out}\n"
+          f"{kernel_note()}")
     return 0
 
 
@@ -39,20 +40,21 @@ def cmd_pretrain_sam(args) -> int:
                      max_minutes=args.max_minutes)
     print(json.dumps(s, indent=1))
     print(f"toy SAM: {s['steps']} steps in {s['train_seconds']:.0f} s; point-prompt mIoU {100 * s['point_miou']:.1f}% "
-          f"(baseline {100 * s['point_baseline_miou']:.1f}%), automatic-mask recall {100 * s['proposal_recall']:.1f}%; wrote {args.out}")
+          f"(baseline {100 * s['point_baseline_miou']:.1f}%), automatic-mask recall {100 * s['proposal_recall']:.1f}%; wrote {args.out}"
+          f"\n{kernel_note()}")
     return 0
 
 
 def add_pretrain_clip(group):
     p = group.add_parser("pretrain-clip", help="pretrain the toy CLIP contrastively on toy scenes + captions")
     p.add_argument("--out", required=True, help="safetensors file to write")
-    p.add_argument("--steps", type=int, default=1400)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=128, help="even: photo + twin pairs")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warmup", type=int, default=100, help="linear lr warm-up steps")
     p.add_argument("--init", default=None, help="continue from this toy CLIP file (a second stage)")
-    p.add_argument("--pool-pairs", type=int, default=3000, help="pre-drawn photo + twin pairs sampled from (uint8)")
+    p.add_argument("--pool-pairs", type=int, default=8000, help="pre-drawn photo + twin pairs sampled from (uint8)")
     p.add_argument("--patch-dropout", type=float, default=0.5,
                    help="share of patch tokens dropped per training image (FLIP); 0 turns it off")
     p.add_argument("--eval-per-class", type=int, default=10, help="held-out single-object scenes per class")
@@ -63,7 +65,7 @@ def add_pretrain_clip(group):
 def add_pretrain_sam(group):
     p = group.add_parser("pretrain-sam", help="pretrain the toy SAM on toy instance masks with point prompts")
     p.add_argument("--out", required=True, help="safetensors file to write (the whole Sam)")
-    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--prompts-per-image", type=int, default=12)
     p.add_argument("--lr", type=float, default=2e-3)

@@ -10,7 +10,7 @@ the world. EBSeg uses only its image encoder, frozen, as a multi-scale backbone
 (:func:`ebseg_lite.io.checkpoints.load_sam_checkpoint` keeps the ``image_encoder.*`` weights); the
 whole model is saved so that segment-anything's automatic mask generator runs on toy scenes.
 
-    ebseg-lite toyworld pretrain-sam --out data_samples/toyworld/toy_sam.safetensors --steps 800 --seed 0
+    ebseg-lite toyworld pretrain-sam --out data_samples/toyworld/toy_sam.safetensors --steps 1500 --seed 0
 """
 from __future__ import annotations
 
@@ -169,7 +169,7 @@ def proposal_recall(sam: Sam, world: ToyWorld, *, n_scenes: int = 50, seed: int 
             "proposals_per_scene": float(np.mean(counts))}
 
 
-def pretrain_sam(out: Optional[str], *, steps: int = 800, batch_size: int = 8, prompts_per_image: int = 12,
+def pretrain_sam(out: Optional[str], *, steps: int = 1500, batch_size: int = 8, prompts_per_image: int = 12,
                  box_prob: float = 0.25, lr: float = 2e-3, seed: int = 0, warmup: int = 50, eval_scenes: int = 50,
                  max_minutes: Optional[float] = None, progress: bool = True) -> Dict[str, float]:
     """Train the toy SAM on fresh test-split scenes (all classes); write the whole ``Sam`` as
