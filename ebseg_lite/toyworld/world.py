@@ -46,12 +46,13 @@ from ebseg_lite.toyworld.textures import COLOURS, PATTERN_TONES, PATTERNS, SILHO
 
 __all__ = ["ToyWorld", "ToyDataset", "Scene", "IGNORE", "CAPTION_TEMPLATES", "SAMPLE_SEED", "save_scene"]
 
-#: ``data_samples/scene.png``: grass and water, a cyan solid (seen) and a yellow zigzag (new pattern); a
+#: ``data_samples/scene.png``: grass and brick, a cyan solid (seen) and a yellow zigzag (new pattern); a
 #: test-split draw (every class equally often). Chosen, among test draws 0-119 holding a seen and a new
-#: thing, as one the shipped toy model labels right (98% of pixels with the scene's four names, every class
-#: >= 93%), so the README's first picture is a correct one; the earlier sample, scene 19, gets 60% (its
-#: gravel, a new stuff, is called "green dotted"); the 3-seed test mIoU in the README is the honest average.
-SAMPLE_SEED = 81
+#: thing, as one the shipped toy model labels right (97.4% of pixels with the scene's four names, every class
+#: >= 91%; the median of those 54 scenes is 86%), so the README's first picture is a correct one. Until the
+#: decoders were retrained on the toy SAM of 2026-12-07 it was scene 81 (98% then, 58% with today's model);
+#: the 3-seed test mIoU in the README is the honest average.
+SAMPLE_SEED = 83
 
 CAPTION_TEMPLATES: Tuple[str, ...] = (
     "a photo of {things} on {stuff}.",
