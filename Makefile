@@ -44,8 +44,8 @@ chromium:
 demo: $(STAMP)
 	ATEN_CPU_CAPABILITY=avx2 OMP_NUM_THREADS=1 $(VENV)/bin/ebseg-lite toyworld demo --out toyworld_report
 
-# The same with five times the training (1500 steps a model, about 19 minutes on 2 cores): the length at
-# which A, trained on the seen masks, becomes the best single embedding on seen classes (README).
+# The same with five times the training (1500 steps a model, about 21 minutes on 2 cores): the length at
+# which A, trained on the seen masks, draws level with B and D on seen classes (README, toy world (2)).
 demo-long: $(STAMP)
 	ATEN_CPU_CAPABILITY=avx2 OMP_NUM_THREADS=1 $(VENV)/bin/ebseg-lite toyworld demo --steps 1500 --out toyworld_report_1500
 
