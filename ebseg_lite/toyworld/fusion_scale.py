@@ -4,9 +4,10 @@ EBSeg's fusion (paper eq. 1, :mod:`ebseg_lite.modeling.fusion`) adds SAM's raw r
 LayerNorm-ed CLIP grid through a freshly initialised 1x1 conv. SAM never sees its residual stream's
 scale (its neck is a bias-free conv and a LayerNorm), so the scale is whatever pretraining left: the
 toy SAM's is 32 to 52 times the CLIP term's at initialisation (the toy SAM shipped before 2026-12-07:
-17 to 20), so the fused features the decoder learns from are mostly SAM's, which knows no class. :func:`addend_table` measures it;
-:func:`balanced_scale` gives the SAM scale that puts both addends at the same RMS at initialisation;
-``ebseg-lite toyworld demo --sam-feature-scale S`` trains and evaluates with it; :func:`collect` keeps
+17 to 20), so the fused features the decoder learns from are mostly SAM's, which knows no class.
+:func:`addend_table` measures it; :func:`balanced_scale` gives the SAM scale that puts both addends at
+the same RMS at initialisation; ``ebseg-lite toyworld demo --sam-feature-scale S`` trains and evaluates
+with it; :func:`collect` keeps
 the figures of such runs (``data_samples/toyworld/fusion_scale.json``, notebook 02, section 5).
 
     ebseg-lite toyworld fusion-scale                                   # the addends' RMS, the balanced scale
