@@ -7,8 +7,8 @@ toy SAM's is 32 to 52 times the CLIP term's at initialisation (the toy SAM shipp
 17 to 20), so the fused features the decoder learns from are mostly SAM's, which knows no class.
 :func:`addend_table` measures it; :func:`balanced_scale` gives the SAM scale that puts both addends at
 the same RMS at initialisation; ``ebseg-lite toyworld demo --sam-feature-scale S`` trains and evaluates
-with it; :func:`collect` keeps
-the figures of such runs (``data_samples/toyworld/fusion_scale.json``, notebook 02, section 5).
+with it; :func:`collect` keeps the figures of such runs (``data_samples/toyworld/fusion_scale.json``,
+notebook 02, section 5).
 
     ebseg-lite toyworld fusion-scale                                   # the addends' RMS, the balanced scale
     ebseg-lite toyworld fusion-scale --reports R1 R2 --out FILE        # + the figures of finished demo runs
