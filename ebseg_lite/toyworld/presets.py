@@ -65,7 +65,7 @@ def kernel_note() -> str:
     note = f"torch {torch.__version__}, CPU kernels {cap}"
     if cap != SHIPPED_CPU_CAPABILITY:
         note += (f" (the shipped toy CLIP and SAM were made with {SHIPPED_CPU_CAPABILITY}: "
-                 "set ATEN_CPU_CAPABILITY=avx2 to reproduce them bit for bit)")
+                 f"set ATEN_CPU_CAPABILITY={SHIPPED_CPU_CAPABILITY.lower()} to reproduce them bit for bit)")
     return note
 
 
