@@ -17,9 +17,8 @@ import json
 import shutil
 from pathlib import Path
 
-from ebseg_lite.config import SamConfig
 from ebseg_lite.toyworld.experiments import ToyRun, run_demo, run_name
-from ebseg_lite.toyworld.presets import kernel_note, toy_weights_dir
+from ebseg_lite.toyworld.presets import TOY_SAM_FEATURE_SCALE, kernel_note, toy_weights_dir
 
 
 def cmd_pretrain_clip(args) -> int:
@@ -114,10 +113,10 @@ def _seed_range(args, command: str) -> tuple:
 
 
 def _scale_overrides(args, command: str):
-    """``--sam-feature-scale`` as model overrides (None for the preset's 1), refusing a scale that is not positive."""
+    """``--sam-feature-scale`` as model overrides (None for the toy preset's own), refusing one that is not positive."""
     if not args.sam_feature_scale > 0:
         raise SystemExit(f"ebseg-lite toyworld {command}: --sam-feature-scale must be positive (got {args.sam_feature_scale})")
-    return {"sam": {"feature_scale": args.sam_feature_scale}} if args.sam_feature_scale != SamConfig.feature_scale else None
+    return {"sam": {"feature_scale": args.sam_feature_scale}} if args.sam_feature_scale != TOY_SAM_FEATURE_SCALE else None
 
 
 def cmd_demo(args) -> int:
@@ -163,8 +162,9 @@ def _run_arguments(p, *, test_scenes: int = ToyRun.test_scenes) -> None:
     p.add_argument("--train-scenes", type=int, default=ToyRun.train_scenes)
     p.add_argument("--test-scenes", type=int, default=test_scenes)
     p.add_argument("--workers", type=int, default=None, help="training and evaluation processes (default: one per core)")
-    p.add_argument("--sam-feature-scale", type=float, default=SamConfig.feature_scale,
-                   help="multiply SAM's features by this before the fusion (eq. 1); 1 = official")
+    p.add_argument("--sam-feature-scale", type=float, default=TOY_SAM_FEATURE_SCALE,
+                   help="multiply SAM's features by this before the fusion (eq. 1); 1 = the official code, "
+                        f"{TOY_SAM_FEATURE_SCALE:g} = the toy preset's (the addends' RMS balanced)")
     p.add_argument("--no-progress", action="store_true")
 
 

@@ -46,7 +46,7 @@ from ebseg_lite.train.logger import read_jsonl
 @dataclasses.dataclass
 class ToyRun:
     """Sizes of the toy experiment (defaults: the README's demo, a few minutes on 2 cores)."""
-    steps: int = 300
+    steps: int = 500
     batch_size: int = 8
     lr: float = 1e-3
     train_scenes: int = 1000
@@ -116,7 +116,7 @@ def finished_run(out_dir, cfg) -> bool:
 
 
 def run_name(ssc: bool, seed: int, run: ToyRun) -> str:
-    """File stem of a toy run (``ebseg_ssc_seed0_300x8_1000``); a learning rate other than the default's is
+    """File stem of a toy run (``ebseg_ssc_seed0_500x8_1000``); a learning rate other than the default's is
     part of it, so a run at another rate never takes, or overwrites, the default's shipped file."""
     lr = "" if run.lr == ToyRun.lr else f"_lr{run.lr:g}"
     return f"ebseg_{'ssc' if ssc else 'nossc'}_seed{seed}_{run.steps}x{run.batch_size}_{run.train_scenes}{lr}"

@@ -60,10 +60,11 @@ def balanced_scale(table: Dict) -> float:
 
 
 def format_table(table: Dict) -> str:
-    lines = [f"{'level':6s} {'SAM term':>9s} {'CLIP term':>10s} {'SAM / CLIP':>11s}   (RMS; SAM scale {table['sam_scale']:g})"]
+    scale = table["sam_scale"]
+    lines = [f"{'level':6s} {'SAM term':>9s} {'CLIP term':>10s} {'SAM / CLIP':>11s} {'at scale 1':>11s}   (RMS; SAM scale {scale:g})"]
     for k in FUSED:
         s, c = table[k]["sam"], table[k]["clip"]
-        lines.append(f"{k:6s} {s:9.3f} {c:10.3f} {s / c:11.1f}")
+        lines.append(f"{k:6s} {s:9.3f} {c:10.3f} {s / c:11.2f} {s / c / scale:11.1f}")
     return "\n".join(lines)
 
 

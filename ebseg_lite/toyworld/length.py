@@ -1,13 +1,12 @@
 """Training length and the paper's premise: how the seen and new mIoU of A, B, D and the official balance
 change as the toy EBSeg trains longer (the demo's recipe, only the number of steps changes).
 
-    ebseg-lite toyworld length --steps 300,600,1000,1500 --seeds 3 --out toyworld_length
+    ebseg-lite toyworld length --steps 300,500,1000,1500 --seeds 3 --out toyworld_length
 
 The premise of balancing is that A, trained on the seen classes, is the best single embedding on them
-and the worst on new ones. In the demo's 300 steps A is the worst on both; this curve shows where, and
-whether, A overtakes B and D on seen classes as the training grows, with and without SSC. Each length is
-a full demo-style training per seed (the poly schedule decays to 0 at the last step), not a checkpoint
-of one long run, so the point at 300 steps is the demo's and the point at 1500 is ``make demo-long``'s,
+and the worst on new ones. This curve shows where, and whether, A overtakes B and D on seen classes as
+the training grows, with and without SSC. Each length is a full demo-style training per seed (the poly schedule decays to 0 at the last step), not a checkpoint
+of one long run, so the point at 500 steps is the demo's and the point at 1500 is ``make demo-long``'s,
 figure for figure: training is deterministic, and finished runs in the folder are reused.
 """
 from __future__ import annotations
@@ -28,7 +27,7 @@ from ebseg_lite.toyworld.stats import mean_std, summary
 
 #: the modes the curve follows: the three single embeddings and the official balance
 CURVE_MODES = ("A", "B", "D", "A+B+D official")
-DEFAULT_STEPS = (300, 600, 1000, 1500)
+DEFAULT_STEPS = (300, 500, 1000, 1500)
 
 
 def parse_steps(spec: str) -> List[int]:

@@ -47,6 +47,17 @@ TOY_FEATURE_BLOCKS: Tuple[int, ...] = (2, 4, 6)
 TOY_SAM_GENERATOR: Dict[str, Any] = dict(points_per_side=16, pred_iou_thresh=0.0, stability_score_thresh=0.5,
                                          box_nms_thresh=0.7)
 
+#: What the toy preset multiplies the toy SAM's block outputs by before eq. 1 (``SamConfig.feature_scale``;
+#: the official code, and the ``full`` preset, add SAM's raw residual stream: 1). SAM's own outputs do not
+#: depend on that stream's scale (a LayerNorm opens every block and follows the neck's bias-free 1x1 conv),
+#: so its size is whatever pretraining left: the toy SAM's is 32 to 52 times eq. 1's other addend at
+#: initialisation, and the decoder would start from features that are nearly all SAM's, which knows no class.
+#: The rule: the scale that gives both addends the same RMS at initialisation, to 2 significant figures
+#: (``ebseg-lite toyworld fusion-scale``, :func:`ebseg_lite.toyworld.fusion_scale.balanced_scale`; a test
+#: re-derives it). It is chosen from the two addends alone, not from any mIoU. Real SAM's ratio needs its
+#: weights and is not measured here. What it changes: README, toy world, reason (2b).
+TOY_SAM_FEATURE_SCALE = 0.025
+
 TOY_WEIGHTS_ENV = "EBSEG_TOY_WEIGHTS"
 
 #: The CPU kernels the shipped toy CLIP and SAM were made with (``torch.backends.cpu.get_cpu_capability()``).
@@ -94,7 +105,8 @@ def toy() -> EBSegConfig:
     return EBSegConfig(
         clip=ClipConfig(model_name="ebseg-toy", custom_cfg=TOY_CLIP_CFG, tokenizer="toy",
                         pretrained=str(d / "toy_clip.safetensors"), feature_blocks=TOY_FEATURE_BLOCKS),
-        sam=dataclasses.replace(toy_sam_config(), checkpoint=str(d / "toy_sam.safetensors")),
+        sam=dataclasses.replace(toy_sam_config(), checkpoint=str(d / "toy_sam.safetensors"),
+                                feature_scale=TOY_SAM_FEATURE_SCALE),
         decoder=toy_decoder_config(),
         inference=InferenceConfig(short_side=128, max_size=512),
         train_vocabulary="toyworld_seen",

@@ -158,8 +158,8 @@ def test_demo_learning_rate_reaches_the_trainer_and_the_run_name(tmp_path, stand
         main(["toyworld", "demo", "--out", str(tmp_path / "r"), "--lr", "0.002", "--steps", "7"])
     assert seen["run"].lr == 0.002 and seen["run"].steps == 7
     default = ToyRun()
-    assert pipeline.run_name(True, 0, default) == "ebseg_ssc_seed0_300x8_1000"      # the shipped files' names
-    assert pipeline.run_name(True, 0, ToyRun(lr=2e-3)) == "ebseg_ssc_seed0_300x8_1000_lr0.002"
+    assert pipeline.run_name(True, 0, default) == "ebseg_ssc_seed0_500x8_1000"      # the shipped files' names
+    assert pipeline.run_name(True, 0, ToyRun(lr=2e-3)) == "ebseg_ssc_seed0_500x8_1000_lr0.002"
     cfg = pipeline.toy_train_config(ssc=True, seed=0, run=ToyRun(lr=2e-3), out_dir=tmp_path)
     assert cfg.lr == 2e-3
 
@@ -248,7 +248,7 @@ def test_side_by_side_evaluation_equals_the_serial_one():
     # each under its own key (a swap of results between models would show: SSC and no-SSC differ)
     from ebseg_lite.toyworld.experiments import evaluate_runs
     from ebseg_lite.toyworld.presets import toy_weights_dir
-    files = {tag: (toy_weights_dir() / f"ebseg_{tag}_seed0_300x8_1000.safetensors", None) for tag in ("ssc", "nossc")}
+    files = {tag: (toy_weights_dir() / f"ebseg_{tag}_seed0_500x8_1000.safetensors", None) for tag in ("ssc", "nossc")}
     run = ToyRun(test_scenes=3)
     serial = evaluate_runs(files, run, workers=1, progress=False)
     parallel = evaluate_runs(files, run, workers=2, progress=False)

@@ -16,7 +16,7 @@ def test_balanced_scale_by_hand():
 
 
 def test_the_scale_reaches_the_sam_term_only_and_the_balanced_scale_balances():
-    plain = fs.addend_table(build_model("toy").model, n_scenes=2)
+    plain = fs.addend_table(build_model("toy", sam={"feature_scale": 1.0}).model, n_scenes=2)
     assert plain["sam_scale"] == 1.0
     assert all(plain[k]["sam"] > 5 * plain[k]["clip"] for k in FUSED)   # the toy SAM drowns the CLIP term
     s = fs.balanced_scale(plain)
@@ -26,7 +26,21 @@ def test_the_scale_reaches_the_sam_term_only_and_the_balanced_scale_balances():
         assert scaled[k]["clip"] == pytest.approx(plain[k]["clip"], rel=1e-6)   # same seed: the same fresh conv
     # on average over the levels, CLIP term / SAM term is now 1
     assert sum(scaled[k]["clip"] / scaled[k]["sam"] for k in FUSED) / 3 == pytest.approx(1.0, rel=1e-5)
-    assert "SAM / CLIP" in fs.format_table(plain)
+    text = fs.format_table(scaled)
+    assert "SAM / CLIP" in text and f"{plain['res5']['sam'] / plain['res5']['clip']:11.1f}" in text   # the ratio at scale 1
+
+
+def test_the_toy_presets_sam_scale_is_its_rule():
+    """The toy preset's scale is the balanced scale of the shipped toy SAM and CLIP, to 2 significant figures,
+    measured on the command's scenes (fresh fusion); measuring at the preset's own scale gives the same."""
+    from ebseg_lite.toyworld.presets import TOY_SAM_FEATURE_SCALE
+    at_one = fs.balanced_scale(fs.addend_table(build_model("toy", sam={"feature_scale": 1.0}).model))
+    assert float(f"{at_one:.2g}") == TOY_SAM_FEATURE_SCALE
+    preset = fs.addend_table()
+    assert preset["sam_scale"] == TOY_SAM_FEATURE_SCALE
+    assert fs.balanced_scale(preset) == pytest.approx(at_one, rel=1e-5)
+    from ebseg_lite.config import get_preset
+    assert get_preset("vit_b").sam.feature_scale == get_preset("vit_l").sam.feature_scale == 1.0   # the official code's
 
 
 def test_collect_keeps_each_runs_figures(tmp_path):

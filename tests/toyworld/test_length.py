@@ -1,5 +1,5 @@
 """The training-length curve (``toyworld length``): its readings on hand-made figures, and that each of its
-points is the demo's figure for the same recipe (so the shipped curve's 300 and 1500 points are the demo's
+points is the demo's figure for the same recipe (so the shipped curve's 500 and 1500 points are the demo's
 and ``make demo-long``'s)."""
 import json
 
