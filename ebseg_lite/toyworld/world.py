@@ -46,13 +46,14 @@ from ebseg_lite.toyworld.textures import COLOURS, PATTERN_TONES, PATTERNS, SILHO
 
 __all__ = ["ToyWorld", "ToyDataset", "Scene", "IGNORE", "CAPTION_TEMPLATES", "SAMPLE_SEED", "save_scene"]
 
-#: ``data_samples/scene.png``: grass and brick, a cyan solid (seen) and a yellow zigzag (new pattern); a
-#: test-split draw (every class equally often). Chosen, among test draws 0-119 holding a seen and a new
-#: thing, as one the shipped toy model labels right (97.4% of pixels with the scene's four names, every class
-#: >= 91%; the median of those 54 scenes is 86%), so the README's first picture is a correct one. Until the
-#: decoders were retrained on the toy SAM of 2026-12-07 it was scene 81 (98% then, 58% with today's model);
-#: the 3-seed test mIoU in the README is the honest average.
-SAMPLE_SEED = 83
+#: ``data_samples/scene.png``: sand, a red checked and a cyan checked thing (seen) and a green checked one
+#: (new: a held-out combination of seen words); a test-split draw (every class equally often). Chosen,
+#: among test draws 0-119 holding a seen and a new thing, as the one the shipped toy model labels best with
+#: every class >= 91% of its pixels (97.4% with the scene's four names, every class >= 92.6%; the median of
+#: those 54 scenes is 83%), so the README's first picture is a correct one. It was scene 83 for the
+#: decoders of 300 steps at SAM scale 1 (97.4% then; today's model leaves its new yellow zigzag at 2%), and
+#: scene 81 before the toy SAM of 2026-12-07; the 3-seed test mIoU in the README is the honest average.
+SAMPLE_SEED = 62
 
 CAPTION_TEMPLATES: Tuple[str, ...] = (
     "a photo of {things} on {stuff}.",
