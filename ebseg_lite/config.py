@@ -53,7 +53,8 @@ class SamConfig:
     #: official code, which add SAM's raw residual stream. SAM itself never sees this scale (its neck
     #: starts with a bias-free 1x1 conv and a LayerNorm), so it is whatever pretraining left; where it
     #: is far above the LayerNorm-ed CLIP term's (std 1/sqrt(3) at initialisation), the sum is mostly
-    #: SAM's and the decoder starts almost without CLIP's semantics (``toyworld demo --sam-feature-scale``).
+    #: SAM's and the decoder starts almost without CLIP's semantics. The ``toy`` preset sets the scale that
+    #: balances the two (0.025, ``toyworld.presets.TOY_SAM_FEATURE_SCALE``); ``toyworld demo --sam-feature-scale``.
     #: Saved with trained weights; ``build_model(checkpoint=...)`` takes it from there.
     feature_scale: float = 1.0
 

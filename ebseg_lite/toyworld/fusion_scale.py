@@ -4,11 +4,12 @@ EBSeg's fusion (paper eq. 1, :mod:`ebseg_lite.modeling.fusion`) adds SAM's raw r
 LayerNorm-ed CLIP grid through a freshly initialised 1x1 conv. SAM never sees its residual stream's
 scale (its neck is a bias-free conv and a LayerNorm), so the scale is whatever pretraining left: the
 toy SAM's is 32 to 52 times the CLIP term's at initialisation (the toy SAM shipped before 2026-12-07:
-17 to 20), so the fused features the decoder learns from are mostly SAM's, which knows no class.
-:func:`addend_table` measures it; :func:`balanced_scale` gives the SAM scale that puts both addends at
-the same RMS at initialisation; ``ebseg-lite toyworld demo --sam-feature-scale S`` trains and evaluates
-with it; :func:`collect` keeps the figures of such runs (``data_samples/toyworld/fusion_scale.json``,
-notebook 02, section 5).
+17 to 20), so at scale 1 the fused features the decoder learns from are mostly SAM's, which knows no
+class. :func:`addend_table` measures it; :func:`balanced_scale` gives the SAM scale that puts both
+addends at the same RMS at initialisation, which the ``toy`` preset uses (0.025,
+``presets.TOY_SAM_FEATURE_SCALE``; the official code: 1); ``ebseg-lite toyworld demo --sam-feature-scale
+S`` trains and evaluates at another; :func:`collect` keeps the figures of such runs
+(``data_samples/toyworld/fusion_scale.json``, notebook 02, section 5).
 
     ebseg-lite toyworld fusion-scale                                   # the addends' RMS, the balanced scale
     ebseg-lite toyworld fusion-scale --reports R1 R2 --out FILE        # + the figures of finished demo runs
@@ -68,12 +69,23 @@ def format_table(table: Dict) -> str:
     return "\n".join(lines)
 
 
-def _summary(metrics: Dict) -> Dict:
-    """The part of a demo's ``metrics.json`` the shipped file keeps."""
+def trained_scale(folder) -> float:
+    """The SAM scale a demo report's models were trained at, read from their saved model config (the
+    preset's default has changed, so a report's overrides alone do not tell it); every run must agree."""
+    scales = {json.loads(c.read_text())["model"]["sam"].get("feature_scale", 1.0)
+              for c in sorted(Path(folder).glob("runs/*/config.json"))}
+    if len(scales) != 1:
+        raise ValueError(f"{folder}: expected the runs of one SAM scale under runs/, found {sorted(scales) or 'none'}")
+    return float(scales.pop())
+
+
+def _summary(metrics: Dict, sam_scale: float) -> Dict:
+    """The part of a demo's ``metrics.json`` the shipped file keeps, with the SAM scale it was trained at."""
     keep = {tag: {m: stats[m] for m in KEPT_MODES} for tag, stats in metrics["stats"].items()}
     per_seed = {tag: [{"seed": r["seed"], **{m: r["summary"][m] for m in KEPT_MODES}} for r in rows]
                 for tag, rows in metrics["per_seed"].items()}
-    return {"run": metrics["run"], "model_overrides": metrics.get("model_overrides") or {}, "seeds": metrics["seeds"],
+    return {"run": metrics["run"], "sam_scale": sam_scale, "model_overrides": metrics.get("model_overrides") or {},
+            "seeds": metrics["seeds"],
             "stats": keep, "per_seed": per_seed, "readings": metrics.get("readings", []),
             "affinity_gap": metrics.get("affinity_gap"), "seconds": metrics["seconds"]}
 
@@ -84,7 +96,7 @@ def collect(reports: Sequence, *, table: Optional[Dict] = None, measured_on: str
     runs: List[Dict] = []
     for folder in reports:
         metrics = json.loads((Path(folder) / "metrics.json").read_text())
-        runs.append(_summary(metrics))
+        runs.append(_summary(metrics, trained_scale(folder)))
     result = {"addends": table, "addends_measured_on": measured_on if table else None,
               "balanced_scale": balanced_scale(table) if table else None, "runs": runs}
     if out is not None:
@@ -96,7 +108,7 @@ def format_runs(result: Dict) -> str:
     """One line per run and mode: seen / new mIoU with SSC (mean +- std), and A's lead on seen classes."""
     lines = []
     for r in result["runs"]:
-        scale = r["model_overrides"].get("sam", {}).get("feature_scale", 1.0)
+        scale = r["sam_scale"]
         st = r["stats"]["ssc"]
         lines.append(f"{r['run']['steps']} steps x {r['run']['batch_size']}, SAM scale {scale:g}, SSC on, "
                      f"seeds {r['seeds']} ({r['seconds']:.0f} s):")
@@ -114,4 +126,4 @@ def load(path) -> Dict:
     return json.loads(Path(path).read_text())
 
 
-__all__ = ["addend_table", "balanced_scale", "format_table", "collect", "format_runs", "load", "KEPT_MODES"]
+__all__ = ["addend_table", "balanced_scale", "format_table", "collect", "format_runs", "load", "trained_scale", "KEPT_MODES"]

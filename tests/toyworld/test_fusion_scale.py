@@ -56,6 +56,7 @@ def test_collect_keeps_each_runs_figures(tmp_path):
     assert result["balanced_scale"] == 0.5 and result["addends"] == table and result["addends_measured_on"] == "by hand"
     (r,) = result["runs"]
     assert r["model_overrides"] == {"sam": {"feature_scale": 0.5}} and r["run"]["steps"] == 2
+    assert r["sam_scale"] == fs.trained_scale(tmp_path / "r") == 0.5   # read from the runs' saved configs
     same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)   # NaN for an absent class
     for tag in ("ssc", "no_ssc"):
         assert same(r["stats"][tag]["A"], metrics["stats"][tag]["A"])
@@ -72,3 +73,18 @@ def test_fusion_scale_command_refuses_a_folder_without_metrics(tmp_path):
     from ebseg_lite.cli.main import main
     with pytest.raises(SystemExit, match="no metrics.json"):
         main(["toyworld", "fusion-scale", "--reports", str(tmp_path)])
+
+
+def test_trained_scale_reads_the_runs_and_refuses_a_mixed_or_empty_folder(tmp_path):
+    def run(name, model_sam):
+        d = tmp_path / "r" / "runs" / name
+        d.mkdir(parents=True)
+        (d / "config.json").write_text(json.dumps({"model": {"sam": model_sam}, "train": {}}))
+    run("ssc_seed0", {"feature_scale": 0.025})
+    run("no_ssc_seed0", {"feature_scale": 0.025})
+    assert fs.trained_scale(tmp_path / "r") == 0.025          # the preset's, with no override in metrics.json
+    run("ssc_seed1", {})                                       # a config written before the scale existed: 1
+    with pytest.raises(ValueError, match=r"one SAM scale.*0.025, 1.0"):
+        fs.trained_scale(tmp_path / "r")
+    with pytest.raises(ValueError, match="none"):
+        fs.trained_scale(tmp_path / "empty")
