@@ -40,12 +40,12 @@ chromium:
 	fi
 
 # The toy world end to end on a CPU: train on the seen classes (with and without SSC), evaluate every
-# way of classifying the masks on all classes, write toyworld_report/ (a few minutes on 2 cores).
+# way of classifying the masks on all classes, write toyworld_report/ (about 8 minutes on 2 cores).
 demo: $(STAMP)
 	ATEN_CPU_CAPABILITY=avx2 OMP_NUM_THREADS=1 $(VENV)/bin/ebseg-lite toyworld demo --out toyworld_report
 
-# The same with five times the training (1500 steps a model, about 21 minutes on 2 cores): the length at
-# which A, trained on the seen masks, draws level with B and D on seen classes (README, toy world (2)).
+# The same with three times the training (1500 steps a model, about 25 minutes on 2 cores): how far A,
+# trained on the seen masks, and the balance go with longer training (README, toy world, reason (2)).
 demo-long: $(STAMP)
 	ATEN_CPU_CAPABILITY=avx2 OMP_NUM_THREADS=1 $(VENV)/bin/ebseg-lite toyworld demo --steps 1500 --out toyworld_report_1500
 
