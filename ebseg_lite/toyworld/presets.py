@@ -35,9 +35,9 @@ TOY_CLIP_CFG: Dict[str, Any] = {
 #: Which CLIP blocks (1-based) feed the fusion; the mask-attention head runs the blocks after the last.
 #: EBSeg-B takes 3, 6, 9 of ViT-B's 12 and runs its head over 10-12 (the last quarter). The toy CLIP's
 #: tokens mix globally sooner, so the toy head runs the last half (7-12) after blocks 2, 4, 6: measured
-#: (seeds 0-2, SSC on, the demo's 300 benchmark scenes, toy CLIP v2.2, toy SAM of 2026-12-07) B alone 36.2
-#: mIoU with the head over 7-12 against 26.7 over 10-12, balanced A+B+D 51.0 against 48.4 (``toyworld
-#: ablate --table 3`` has both).
+#: (seeds 0-2, SSC on, the demo's 300 benchmark scenes, 500 steps at SAM scale 0.025, toy CLIP v2.2, toy SAM
+#: of 2026-12-07) B alone 45.1 mIoU with the head over 7-12 against 31.3 over 10-12, balanced A+B+D 56.6
+#: against 54.6 (``toyworld ablate --table 3`` has both).
 TOY_FEATURE_BLOCKS: Tuple[int, ...] = (2, 4, 6)
 #: ``SamAutomaticMaskGenerator`` settings for 128 px toy scenes: a point every 8 px; no predicted-IoU
 #: filter (the shipped toy SAM's IoU head predicts -0.01 to 0.36 for 90% of the candidates, so SAM's 0.88
