@@ -5,9 +5,10 @@ change as the toy EBSeg trains longer (the demo's recipe, only the number of ste
 
 The premise of balancing is that A, trained on the seen classes, is the best single embedding on them
 and the worst on new ones. This curve shows where, and whether, A overtakes B and D on seen classes as
-the training grows, with and without SSC. Each length is a full demo-style training per seed (the poly schedule decays to 0 at the last step), not a checkpoint
-of one long run, so the point at 500 steps is the demo's and the point at 1500 is ``make demo-long``'s,
-figure for figure: training is deterministic, and finished runs in the folder are reused.
+the training grows, with and without SSC. Each length is a full demo-style training per seed (the poly
+schedule decays to 0 at the last step), not a checkpoint of one long run, so the point at 500 steps is
+the demo's and the point at 1500 is ``make demo-long``'s, figure for figure: training is deterministic,
+and finished runs in the folder are reused.
 """
 from __future__ import annotations
 
