@@ -196,6 +196,10 @@ def test_demo_sam_feature_scale_reaches_run_demo_and_ship_refuses_it(tmp_path, s
         main(["toyworld", "demo", "--out", str(tmp_path / "r")])
     assert seen["model_overrides"] is None
     seen.clear()
+    with pytest.raises(stand_in.reached):   # the official code's scale is a change from the toy preset's
+        main(["toyworld", "demo", "--out", str(tmp_path / "r"), "--sam-feature-scale", "1"])
+    assert seen["model_overrides"] == {"sam": {"feature_scale": 1.0}}
+    seen.clear()
     for bad, match in ((["--sam-feature-scale", "0.05", "--ship"], "--ship"), (["--sam-feature-scale", "0"], "positive")):
         with pytest.raises(SystemExit, match=match):
             main(["toyworld", "demo", "--out", str(tmp_path / "r")] + bad)
