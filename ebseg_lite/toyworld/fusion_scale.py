@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from ebseg_lite.builder import build_model
+from ebseg_lite.io.checkpoints import checkpoint_metadata, saved_sam_scale
 from ebseg_lite.io.files import atomic_write
 from ebseg_lite.modeling.fusion import FUSED, addend_rms
 from ebseg_lite.toyworld.world import ToyWorld
@@ -70,10 +71,10 @@ def format_table(table: Dict) -> str:
 
 
 def trained_scale(folder) -> float:
-    """The SAM scale a demo report's models were trained at, read from their saved model config (the
-    preset's default has changed, so a report's overrides alone do not tell it); every run must agree."""
-    scales = {json.loads(c.read_text())["model"]["sam"].get("feature_scale", 1.0)
-              for c in sorted(Path(folder).glob("runs/*/config.json"))}
+    """The SAM scale a demo report's models were trained at, as their weights files saved it
+    (:func:`~ebseg_lite.io.checkpoints.saved_sam_scale`; the preset's default has changed, so a report's
+    overrides alone do not tell it); every run must agree."""
+    scales = {saved_sam_scale(checkpoint_metadata(f)) for f in sorted(Path(folder).glob("runs/*/model.safetensors"))}
     if len(scales) != 1:
         raise ValueError(f"{folder}: expected the runs of one SAM scale under runs/, found {sorted(scales) or 'none'}")
     return float(scales.pop())

@@ -50,8 +50,9 @@ TOY_SAM_GENERATOR: Dict[str, Any] = dict(points_per_side=16, pred_iou_thresh=0.0
 #: What the toy preset multiplies the toy SAM's block outputs by before eq. 1 (``SamConfig.feature_scale``;
 #: the official code, and the ``vit_b`` / ``vit_l`` presets, add SAM's raw residual stream: 1). SAM's own
 #: outputs do not depend on that stream's scale (a LayerNorm opens every block and follows the neck's
-#: bias-free 1x1 conv), so its size is whatever pretraining left: the toy SAM's is 32 to 52 times eq. 1's other addend at
-#: initialisation, and the decoder would start from features that are nearly all SAM's, which knows no class.
+#: bias-free 1x1 conv), so its size is whatever pretraining left: the toy SAM's is 32 to 52 times eq. 1's
+#: other addend at initialisation, and the decoder would start from features that are nearly all SAM's,
+#: which knows no class.
 #: The rule: the scale that gives both addends the same RMS at initialisation, to 2 significant figures
 #: (``ebseg-lite toyworld fusion-scale``, :func:`ebseg_lite.toyworld.fusion_scale.balanced_scale`; a test
 #: re-derives it). It is chosen from the two addends alone, not from any mIoU. Real SAM's ratio needs its

@@ -76,10 +76,13 @@ def test_fusion_scale_command_refuses_a_folder_without_metrics(tmp_path):
 
 
 def test_trained_scale_reads_the_runs_and_refuses_a_mixed_or_empty_folder(tmp_path):
-    def run(name, model_sam):
+    import torch
+    from safetensors.torch import save_file
+
+    def run(name, model_sam):   # a run's weights file, its saved model config in the metadata
         d = tmp_path / "r" / "runs" / name
         d.mkdir(parents=True)
-        (d / "config.json").write_text(json.dumps({"model": {"sam": model_sam}, "train": {}}))
+        save_file({"w": torch.zeros(1)}, str(d / "model.safetensors"), metadata={"config": json.dumps({"sam": model_sam})})
     run("ssc_seed0", {"feature_scale": 0.025})
     run("no_ssc_seed0", {"feature_scale": 0.025})
     assert fs.trained_scale(tmp_path / "r") == 0.025          # the preset's, with no override in metrics.json
